@@ -1,0 +1,33 @@
+# Two commands (see README): `make demo` and `make test`. Each one creates or reuses
+# the virtual environment .venv in this folder, installs what it needs, then runs.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: demo test venv venv-test clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# Reinstall only when a requirements file changes.
+$(VENV)/.installed: requirements.txt $(VENV)/bin/python
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements-test.txt
+	touch $@
+
+venv: $(VENV)/.installed
+venv-test: $(VENV)/.installed-test
+
+demo: venv
+	$(PY) demo.py
+
+test: venv-test
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+clean:
+	rm -rf demo_output .pytest_cache

@@ -1,0 +1,1 @@
+"""ShuffleNetV1 for MindSpore: network, data pipeline, loss, LR schedules and helpers."""

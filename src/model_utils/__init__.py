@@ -1,0 +1,1 @@
+"""Configuration and device / ModelArts adapters."""

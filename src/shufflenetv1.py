@@ -1,0 +1,161 @@
+"""ShuffleNetV1 (Zhang et al., "ShuffleNet: An Extremely Efficient Convolutional
+Neural Network for Mobile Devices", CVPR 2018) as a MindSpore Cell.
+
+The layout and parameter names follow the original MindSpore model-zoo network,
+so checkpoints trained with it keep their meaning: ``first_conv`` (stem),
+``features.{i}.branch_main_1`` (1x1 conv, BN, ReLU), channel shuffle,
+``features.{i}.branch_main_2`` (3x3 depthwise conv, BN, 1x1 conv, BN) and
+``classifier``.
+"""
+import mindspore.nn as nn
+import mindspore.ops as ops
+from mindspore.common.initializer import XavierUniform
+
+__all__ = ["ShuffleNetV1", "ShuffleV1Block", "channel_shuffle", "STAGE_CHANNELS",
+           "MODEL_SIZES", "GROUPS", "STAGE_REPEATS", "shufflenetv1"]
+
+# (group, model_size) -> output channels of (stem, stage2, stage3, stage4).
+STAGE_CHANNELS = {
+    (3, "0.5x"): (12, 120, 240, 480),
+    (3, "1.0x"): (24, 240, 480, 960),
+    (3, "1.5x"): (24, 360, 720, 1440),
+    (3, "2.0x"): (48, 480, 960, 1920),
+    (8, "0.5x"): (16, 192, 384, 768),
+    (8, "1.0x"): (24, 384, 768, 1536),
+    (8, "1.5x"): (24, 576, 1152, 2304),
+    (8, "2.0x"): (48, 768, 1536, 3072),
+}
+MODEL_SIZES = ("0.5x", "1.0x", "1.5x", "2.0x")
+GROUPS = (3, 8)
+STAGE_REPEATS = (4, 8, 4)
+
+
+def channel_shuffle(x, group):
+    """Interleave the channels of ``group`` groups: (B, C, H, W) -> (B, C/g, g, H, W) -> swap -> (B, C, H, W)."""
+    _, channels, height, width = x.shape
+    # -1 for the batch axis keeps exported graphs (ONNX) batch-agnostic.
+    x = ops.reshape(x, (-1, channels // group, group, height, width))
+    x = ops.transpose(x, (0, 2, 1, 3, 4))
+    return ops.reshape(x, (-1, channels, height, width))
+
+
+def _check_variant(model_size, group):
+    if group not in GROUPS:
+        raise ValueError(f"group={group!r} is not supported; choose one of {list(GROUPS)}")
+    if model_size not in MODEL_SIZES:
+        raise ValueError(f"model_size={model_size!r} is not supported; choose one of {list(MODEL_SIZES)}")
+
+
+class ShuffleV1Block(nn.Cell):
+    """One ShuffleNetV1 unit.
+
+    Args:
+        in_channels (int): input channels.
+        out_channels (int): output channels of the unit (stride 2: including the pooled shortcut).
+        mid_channels (int): bottleneck width.
+        group (int): groups of the 1x1 convolutions and of the channel shuffle.
+        stride (int): 1 (residual add) or 2 (concat with an average-pooled shortcut).
+        first_group (bool): whether the first 1x1 conv is grouped (False only for the
+            very first unit of stage 2, whose input is the narrow stem).
+    """
+
+    def __init__(self, in_channels, out_channels, mid_channels, group, stride, first_group=True):
+        super().__init__()
+        if stride not in (1, 2):
+            raise ValueError(f"stride={stride!r} is not supported; choose 1 or 2")
+        self.stride = stride
+        self.group = group
+        main_out = out_channels - in_channels if stride == 2 else out_channels
+        self.branch_main_1 = nn.SequentialCell([
+            nn.Conv2d(in_channels, mid_channels, 1, stride=1, pad_mode="pad", padding=0,
+                      group=group if first_group else 1, has_bias=False),
+            nn.BatchNorm2d(mid_channels),
+            nn.ReLU(),
+        ])
+        self.branch_main_2 = nn.SequentialCell([
+            nn.Conv2d(mid_channels, mid_channels, 3, stride=stride, pad_mode="pad", padding=1,
+                      group=mid_channels, has_bias=False),
+            nn.BatchNorm2d(mid_channels),
+            nn.Conv2d(mid_channels, main_out, 1, stride=1, pad_mode="pad", padding=0,
+                      group=group, has_bias=False),
+            nn.BatchNorm2d(main_out),
+        ])
+        if stride == 2:
+            self.branch_proj = nn.AvgPool2d(kernel_size=3, stride=2, pad_mode="same")
+        self.relu = nn.ReLU()
+
+    def construct(self, x):
+        main = self.branch_main_1(x)
+        if self.group > 1:
+            main = channel_shuffle(main, self.group)
+        main = self.branch_main_2(main)
+        if self.stride == 1:
+            return self.relu(x + main)
+        return self.relu(ops.cat((self.branch_proj(x), main), axis=1))
+
+
+class ShuffleNetV1(nn.Cell):
+    """ShuffleNetV1 image classifier.
+
+    Args:
+        model_size (str): width multiplier, one of "0.5x", "1.0x", "1.5x", "2.0x".
+        group (int): groups of the pointwise convolutions, 3 or 8.
+        num_classes (int): size of the classifier output.
+
+    Inputs:
+        x (Tensor): float32 images of shape (B, 3, H, W), H and W at least 32.
+
+    Returns:
+        Tensor of logits, shape (B, num_classes).
+    """
+
+    def __init__(self, model_size="2.0x", group=3, num_classes=1000):
+        super().__init__()
+        _check_variant(model_size, group)
+        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+            raise ValueError(f"num_classes={num_classes!r} must be a positive integer")
+        self.model_size = model_size
+        self.group = group
+        self.num_classes = num_classes
+        stem, *stages = STAGE_CHANNELS[(group, model_size)]
+        self.stage_out_channels = (stem, *stages)
+
+        self.first_conv = nn.SequentialCell([
+            nn.Conv2d(3, stem, 3, stride=2, pad_mode="pad", padding=1, has_bias=False,
+                      weight_init=XavierUniform()),
+            nn.BatchNorm2d(stem),
+            nn.ReLU(),
+        ])
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, pad_mode="same")
+
+        units = []
+        in_channels = stem
+        for stage_idx, (out_channels, repeats) in enumerate(zip(stages, STAGE_REPEATS)):
+            for unit_idx in range(repeats):
+                units.append(ShuffleV1Block(
+                    in_channels, out_channels, mid_channels=out_channels // 4, group=group,
+                    stride=2 if unit_idx == 0 else 1,
+                    first_group=not (stage_idx == 0 and unit_idx == 0)))
+                in_channels = out_channels
+        self.features = nn.SequentialCell(units)
+        self.num_features = in_channels
+        self.classifier = nn.Dense(in_channels, num_classes, has_bias=True)
+
+    def forward_features(self, x):
+        """Backbone: images -> (B, num_features, H/32, W/32) feature map."""
+        x = self.first_conv(x)
+        x = self.maxpool(x)
+        return self.features(x)
+
+    def forward_head(self, x):
+        """Global average pooling and the classifier: feature map -> logits."""
+        x = ops.mean(x, axis=(2, 3))
+        return self.classifier(x)
+
+    def construct(self, x):
+        return self.forward_head(self.forward_features(x))
+
+
+def shufflenetv1(model_size="2.0x", group=3, num_classes=1000, **kwargs):
+    """Factory used by the entry points and the hub config; see :class:`ShuffleNetV1`."""
+    return ShuffleNetV1(model_size=model_size, group=group, num_classes=num_classes, **kwargs)

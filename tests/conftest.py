@@ -1,0 +1,16 @@
+"""Shared test set-up: run from the repo root, MindSpore on CPU."""
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _mindspore_cpu():
+    import mindspore as ms
+    ms.set_device("CPU")
+    yield

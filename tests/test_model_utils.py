@@ -1,0 +1,49 @@
+"""Device and ModelArts adapters, and the MindSpore Hub entry."""
+import pytest
+
+from mindspore_hub_conf import create_network
+from src.model_utils import device_adapter
+from src.model_utils.config import Config
+from src.model_utils.moxing_adapter import moxing_wrapper
+from src.shufflenetv1 import ShuffleNetV1
+
+
+def test_device_adapter_reads_the_environment(monkeypatch):
+    monkeypatch.setenv("DEVICE_ID", "3")
+    monkeypatch.setenv("RANK_ID", "5")
+    monkeypatch.setenv("RANK_SIZE", "8")
+    monkeypatch.delenv("JOB_ID", raising=False)
+    assert (device_adapter.get_device_id(), device_adapter.get_rank_id(), device_adapter.get_device_num()) == (3, 5, 8)
+    assert device_adapter.get_job_id() == "default"
+    monkeypatch.setenv("RANK_SIZE", "eight")
+    with pytest.raises(ValueError, match="RANK_SIZE='eight' must be an integer"):
+        device_adapter.get_device_num()
+
+
+def test_moxing_wrapper_is_transparent_off_modelarts():
+    calls = []
+    wrapped = moxing_wrapper(Config(enable_modelarts=False))(lambda: calls.append(1) or "done")
+    assert wrapped() == "done" and calls == [1]
+
+
+def test_moxing_wrapper_without_moxing_says_so(monkeypatch):
+    import builtins
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "moxing":
+            raise ImportError("No module named 'moxing'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    cfg = Config(enable_modelarts=True, data_url="obs://bucket/data", data_path="/tmp/d",
+                 checkpoint_url="", output_path="/tmp/o", train_url="")
+    with pytest.raises(RuntimeError, match="'moxing' package is not installed"):
+        moxing_wrapper(cfg)(lambda: None)()
+
+
+def test_hub_create_network():
+    net = create_network("shufflenetv1", model_size="0.5x", group=8, num_classes=4)
+    assert isinstance(net, ShuffleNetV1) and net.classifier.weight.shape == (4, 768)
+    with pytest.raises(ValueError, match="unknown network name 'resnet50'"):
+        create_network("resnet50")
