@@ -12,7 +12,8 @@ import mindspore.ops as ops
 from mindspore.common.initializer import XavierUniform
 
 __all__ = ["ShuffleNetV1", "ShuffleV1Block", "channel_shuffle", "STAGE_CHANNELS",
-           "MODEL_SIZES", "GROUPS", "STAGE_REPEATS", "shufflenetv1"]
+           "MODEL_SIZES", "GROUPS", "STAGE_REPEATS", "POOL_PADS", "CONV_IMPLS", "shufflenetv1",
+           "network_from_config"]
 
 # (group, model_size) -> output channels of (stem, stage2, stage3, stage4).
 STAGE_CHANNELS = {
@@ -28,6 +29,20 @@ STAGE_CHANNELS = {
 MODEL_SIZES = ("0.5x", "1.0x", "1.5x", "2.0x")
 GROUPS = (3, 8)
 STAGE_REPEATS = (4, 8, 4)
+# "same": MindSpore's pad_mode="same" pooling of the model zoo (pads right/bottom, averages
+# only real pixels); "symmetric": pad 1 on every side, padding counted in the average
+# (PyTorch's padding=1), needed to compute the function of Megvii's converted weights.
+POOL_PADS = ("same", "symmetric")
+# "plain": nn.Conv2d everywhere; "fast": CPU kernels for the grouped/depthwise convs;
+# "auto": fast on CPU, plain elsewhere. Parameter names and shapes are the same for all.
+CONV_IMPLS = ("auto", "fast", "plain")
+
+
+def _pool(kind, pool_pad):
+    cls = nn.MaxPool2d if kind == "max" else nn.AvgPool2d
+    if pool_pad == "same":
+        return cls(kernel_size=3, stride=2, pad_mode="same")
+    return cls(kernel_size=3, stride=2, pad_mode="pad", padding=1)
 
 
 def channel_shuffle(x, group):
@@ -39,7 +54,11 @@ def channel_shuffle(x, group):
     return ops.reshape(x, (-1, channels, height, width))
 
 
-def _check_variant(model_size, group):
+def _check_variant(model_size, group, pool_pad="same", conv_impl="auto"):
+    if pool_pad not in POOL_PADS:
+        raise ValueError(f"pool_pad={pool_pad!r} is not supported; choose one of {list(POOL_PADS)}")
+    if conv_impl not in CONV_IMPLS:
+        raise ValueError(f"conv_impl={conv_impl!r} is not supported; choose one of {list(CONV_IMPLS)}")
     if group not in GROUPS:
         raise ValueError(f"group={group!r} is not supported; choose one of {list(GROUPS)}")
     if model_size not in MODEL_SIZES:
@@ -57,9 +76,11 @@ class ShuffleV1Block(nn.Cell):
         stride (int): 1 (residual add) or 2 (concat with an average-pooled shortcut).
         first_group (bool): whether the first 1x1 conv is grouped (False only for the
             very first unit of stage 2, whose input is the narrow stem).
+        pool_pad (str): padding of the stride-2 shortcut pooling, see ``POOL_PADS``.
     """
 
-    def __init__(self, in_channels, out_channels, mid_channels, group, stride, first_group=True):
+    def __init__(self, in_channels, out_channels, mid_channels, group, stride, first_group=True,
+                 pool_pad="same"):
         super().__init__()
         if stride not in (1, 2):
             raise ValueError(f"stride={stride!r} is not supported; choose 1 or 2")
@@ -81,7 +102,7 @@ class ShuffleV1Block(nn.Cell):
             nn.BatchNorm2d(main_out),
         ])
         if stride == 2:
-            self.branch_proj = nn.AvgPool2d(kernel_size=3, stride=2, pad_mode="same")
+            self.branch_proj = _pool("avg", pool_pad)
         self.relu = nn.ReLU()
 
     def construct(self, x):
@@ -101,6 +122,8 @@ class ShuffleNetV1(nn.Cell):
         model_size (str): width multiplier, one of "0.5x", "1.0x", "1.5x", "2.0x".
         group (int): groups of the pointwise convolutions, 3 or 8.
         num_classes (int): size of the classifier output.
+        pool_pad (str): "same" (model zoo, default) or "symmetric" (Megvii's PyTorch weights).
+        conv_impl (str): "auto", "fast" or "plain"; see ``CONV_IMPLS``.
 
     Inputs:
         x (Tensor): float32 images of shape (B, 3, H, W), H and W at least 32.
@@ -109,14 +132,16 @@ class ShuffleNetV1(nn.Cell):
         Tensor of logits, shape (B, num_classes).
     """
 
-    def __init__(self, model_size="2.0x", group=3, num_classes=1000):
+    def __init__(self, model_size="2.0x", group=3, num_classes=1000, pool_pad="same", conv_impl="auto"):
         super().__init__()
-        _check_variant(model_size, group)
+        _check_variant(model_size, group, pool_pad, conv_impl)
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
             raise ValueError(f"num_classes={num_classes!r} must be a positive integer")
         self.model_size = model_size
         self.group = group
         self.num_classes = num_classes
+        self.pool_pad = pool_pad
+        self.conv_impl = conv_impl
         stem, *stages = STAGE_CHANNELS[(group, model_size)]
         self.stage_out_channels = (stem, *stages)
 
@@ -126,7 +151,7 @@ class ShuffleNetV1(nn.Cell):
             nn.BatchNorm2d(stem),
             nn.ReLU(),
         ])
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, pad_mode="same")
+        self.maxpool = _pool("max", pool_pad)
 
         units = []
         in_channels = stem
@@ -135,7 +160,7 @@ class ShuffleNetV1(nn.Cell):
                 units.append(ShuffleV1Block(
                     in_channels, out_channels, mid_channels=out_channels // 4, group=group,
                     stride=2 if unit_idx == 0 else 1,
-                    first_group=not (stage_idx == 0 and unit_idx == 0)))
+                    first_group=not (stage_idx == 0 and unit_idx == 0), pool_pad=pool_pad))
                 in_channels = out_channels
         self.features = nn.SequentialCell(units)
         self.num_features = in_channels
@@ -159,3 +184,12 @@ class ShuffleNetV1(nn.Cell):
 def shufflenetv1(model_size="2.0x", group=3, num_classes=1000, **kwargs):
     """Factory used by the entry points and the hub config; see :class:`ShuffleNetV1`."""
     return ShuffleNetV1(model_size=model_size, group=group, num_classes=num_classes, **kwargs)
+
+
+def network_from_config(cfg, conv_impl=None):
+    """Build the network described by a config (model_size, group, num_classes, pool_pad, conv_impl).
+
+    ``conv_impl`` overrides ``cfg.conv_impl`` (export passes "plain").
+    """
+    return ShuffleNetV1(model_size=cfg.model_size, group=cfg.group, num_classes=cfg.num_classes,
+                        pool_pad=cfg.pool_pad, conv_impl=conv_impl or cfg.conv_impl)
