@@ -8,9 +8,14 @@ import os
 
 import mindspore as ms
 
-__all__ = ["CheckpointError", "load_pretrained", "read_checkpoint", "CLASSIFIER_PREFIX"]
+__all__ = ["CheckpointError", "load_pretrained", "read_checkpoint", "read_network_options",
+           "CLASSIFIER_PREFIX", "NETWORK_OPTION_KEYS"]
 
 CLASSIFIER_PREFIX = "classifier."
+# Config keys a checkpoint may carry as string entries (save_checkpoint(..., append_dict=...)),
+# because its weights only compute the intended function with them (e.g. Megvii's converted
+# weights need symmetric pooling and BGR 0-255 input). eval.py / export.py adopt them.
+NETWORK_OPTION_KEYS = ("pool_pad", "input_format")
 
 
 class CheckpointError(ValueError):
@@ -76,3 +81,9 @@ def load_pretrained(net, ckpt_path, allow_classifier_mismatch=False):
     if not_loaded:
         raise CheckpointError(f"parameters not loaded from {ckpt_path!r}: {', '.join(not_loaded[:5])}")
     return {"loaded": sorted(to_load), "skipped": skipped}
+
+
+def read_network_options(ckpt_path, params=None):
+    """The config values recorded in a checkpoint (see ``NETWORK_OPTION_KEYS``); {} for most files."""
+    params = read_checkpoint(ckpt_path) if params is None else params
+    return {key: params[key] for key in NETWORK_OPTION_KEYS if isinstance(params.get(key), str)}
