@@ -1,0 +1,237 @@
+"""Train ShuffleNetV1: python train.py [--config_path YAML] [--key value ...]
+
+Steps: config -> context -> data -> network (+ resume) -> loss, LR, optimizer -> Model -> train.
+"""
+import os
+import sys
+import time
+
+import mindspore as ms
+from mindspore import nn
+from mindspore.train import Model
+from mindspore.train.loss_scale_manager import FixedLossScaleManager
+
+from src.callbacks import (CheckpointSaver, RunLog, RunLogWriter, TrainMonitor, ValAccMonitor,
+                           list_checkpoints)
+from src.checkpoint_utils import CheckpointError, load_pretrained, read_checkpoint
+from src.crossentropysmooth import CrossEntropySmooth
+from src.dataset import DatasetError, create_dataset, dataset_error_message
+from src.lr_generator import get_lr
+from src.metrics import eval_metrics
+from src.model_utils.config import get_config, save_config
+from src.model_utils.device_adapter import get_device_id
+from src.model_utils.moxing_adapter import moxing_wrapper
+from src.shufflenetv1 import network_from_config
+
+AMP_LEVELS = ("O0", "O1", "O2", "O3")
+DEVICE_TARGETS = ("Ascend", "GPU", "CPU")
+
+
+class SetupError(ValueError):
+    """A configuration that cannot start training; the message says what to change."""
+
+
+def set_context(cfg):
+    """Device, execution mode and (when distributed) the communication group; returns (rank, group_size)."""
+    if cfg.device_target not in DEVICE_TARGETS:
+        raise SetupError(f"device_target={cfg.device_target!r} is not supported; choose one of {list(DEVICE_TARGETS)}")
+    if cfg.mode not in ("GRAPH", "PYNATIVE"):
+        raise SetupError(f"mode={cfg.mode!r} is not supported; choose GRAPH or PYNATIVE")
+    ms.set_context(mode=ms.GRAPH_MODE if cfg.mode == "GRAPH" else ms.PYNATIVE_MODE)
+    rank, group_size = 0, 1
+    if cfg.is_distributed:
+        from mindspore.communication import get_group_size, get_rank, init  # pylint: disable=import-outside-toplevel
+        ms.set_device(cfg.device_target)
+        init()
+        rank, group_size = get_rank(), get_group_size()
+        ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
+                                     device_num=group_size)
+    else:
+        ms.set_device(cfg.device_target, get_device_id(cfg.device_id))
+    return rank, group_size
+
+
+def output_dir(cfg, rank, group_size):
+    """Checkpoint folder of this process (one sub-folder per rank when distributed), checked writable."""
+    directory = os.path.abspath(cfg.save_ckpt_path)
+    if group_size > 1:
+        directory = os.path.join(directory, f"rank_{rank}")
+    try:
+        os.makedirs(directory, exist_ok=True)
+        probe = os.path.join(directory, f".write_test_{os.getpid()}")
+        with open(probe, "w", encoding="utf-8") as fh:
+            fh.write("x" * 4096)
+        os.remove(probe)
+    except OSError as exc:
+        raise SetupError(f"save_ckpt_path {directory!r} is not writable ({exc.strerror}); choose a folder you "
+                         "can write to with --save_ckpt_path") from exc
+    return directory
+
+
+def build_datasets(cfg, rank, group_size):
+    """(train, eval or None) datasets: train/eval folders, or one folder split for transfer learning."""
+    workers = cfg.num_parallel_workers
+    eval_batch = cfg.eval_batch_size or cfg.batch_size
+    if cfg.dataset_path and not cfg.train_dataset_path:
+        from transfer_dataset_process import create_flower_dataset  # pylint: disable=import-outside-toplevel
+        train_ds, eval_ds, _ = create_flower_dataset(
+            cfg.dataset_path, batch_size=cfg.batch_size, eval_batch_size=eval_batch, image_size=cfg.image_size,
+            seed=cfg.seed, num_parallel_workers=workers, input_format=cfg.input_format,
+            num_shards=group_size, shard_id=rank)
+        return train_ds, eval_ds
+    if not cfg.train_dataset_path:
+        raise SetupError("no training data: pass --train_dataset_path ROOT (ROOT/<class>/<image>), or "
+                         "--dataset_path ROOT to split one folder for transfer learning")
+    train_ds = create_dataset(cfg.train_dataset_path, do_train=True, batch_size=cfg.batch_size,
+                              image_size=cfg.image_size, num_parallel_workers=workers, num_shards=group_size,
+                              shard_id=rank, input_format=cfg.input_format, seed=cfg.seed)
+    eval_ds = None
+    if cfg.eval_interval > 0 and cfg.eval_dataset_path:
+        eval_ds = create_dataset(cfg.eval_dataset_path, do_train=False, batch_size=eval_batch,
+                                 image_size=cfg.image_size, num_parallel_workers=workers,
+                                 input_format=cfg.input_format, seed=cfg.seed)
+    return train_ds, eval_ds
+
+
+def resolve_resume(cfg, directory):
+    """The checkpoint named by ``resume``: a path, "auto" (newest in the run folder) or "" (none)."""
+    if cfg.resume != "auto":
+        return cfg.resume
+    found = list_checkpoints(directory)
+    for epoch, step, path in reversed(found):
+        try:
+            read_checkpoint(path)
+        except CheckpointError as exc:
+            print(f"warning: skipping damaged checkpoint {path}: {exc}", flush=True)
+            continue
+        print(f"resume auto: continuing from {path} (epoch {epoch}, step {step})", flush=True)
+        return path
+    print(f"resume auto: no checkpoint in {directory}; training from scratch", flush=True)
+    return ""
+
+
+def restore(net, cfg, path):
+    """Load ``path`` into ``net``; returns (start_epoch, optimizer state dict, best val top-1).
+
+    A checkpoint written by this train.py for the same network continues its run (epoch,
+    momentum, step count); any other checkpoint only initialises the weights (pretrained),
+    dropping the classifier when the class count differs.
+    """
+    if not path:
+        print("no resume checkpoint: training from scratch (random initialisation)", flush=True)
+        return 0, {}, -1.0
+    report = load_pretrained(net, path, allow_classifier_mismatch=True)
+    params = read_checkpoint(path)
+    for name, reason in report["skipped"]:
+        print(f"not loaded from {path}: {name}: {reason}", flush=True)
+    if "epoch_num" in params and "step_num" in params and not report["skipped"]:
+        start_epoch = int(params["epoch_num"].asnumpy())
+        opt_state = {k: v for k, v in params.items() if k.startswith("moments.") or k == "global_step"}
+        best = float(params["best_val_top1"].asnumpy()) if "best_val_top1" in params else -1.0
+        print(f"resuming {path}: epoch {start_epoch} done, continuing to epoch {cfg.epoch_size}", flush=True)
+        return start_epoch, opt_state, best
+    print(f"initialised the network from {path} ({len(report['loaded'])} parameters)", flush=True)
+    return 0, {}, -1.0
+
+
+def build_optimizer(net, cfg, lr):
+    """Momentum; weight decay on conv and dense weights only (not BN, not biases)."""
+    params = net.trainable_params()
+    if cfg.freeze_backbone:
+        for param in net.get_parameters():
+            if not param.name.startswith("classifier."):
+                param.requires_grad = False
+        params = [p for p in params if p.name.startswith("classifier.")]
+    no_decay = [p for p in params if p.name.endswith(("gamma", "beta", "bias"))]
+    decay = [p for p in params if not p.name.endswith(("gamma", "beta", "bias"))]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0},
+              {"order_params": params}]
+    return nn.Momentum(groups, learning_rate=ms.Tensor(lr), momentum=cfg.momentum, loss_scale=cfg.loss_scale)
+
+
+def check_amp(cfg):
+    if cfg.amp_level not in AMP_LEVELS:
+        raise SetupError(f"amp_level={cfg.amp_level!r} is not supported; choose one of {list(AMP_LEVELS)}")
+    if cfg.device_target == "CPU" and cfg.amp_level != "O0":
+        print(f"warning: amp_level={cfg.amp_level} on CPU runs but computes in fp32 (no speed-up); "
+              "use --amp_level O0 on CPU", flush=True)
+
+
+def run_train(cfg):
+    """Train as configured; returns the path of the last checkpoint (or None)."""
+    check_amp(cfg)
+    rank, group_size = set_context(cfg)
+    ms.set_seed(cfg.seed)
+    directory = output_dir(cfg, rank, group_size)
+    config_name = "config.yaml" if not os.path.exists(os.path.join(directory, "config.yaml")) \
+        else f"config-{time.strftime('%Y%m%d-%H%M%S')}.yaml"
+    save_config(cfg, directory, config_name)
+
+    train_ds, eval_ds = build_datasets(cfg, rank, group_size)
+    steps_per_epoch = train_ds.get_dataset_size()
+    if steps_per_epoch == 0:
+        raise SetupError(f"the training data has fewer images than one batch ({cfg.batch_size} per device); "
+                         "lower --batch_size or add images")
+
+    net = network_from_config(cfg)
+    start_epoch, opt_state, best = restore(net, cfg, resolve_resume(cfg, directory))
+    if start_epoch >= cfg.epoch_size:
+        print(f"nothing to do: the checkpoint already has {start_epoch} epochs and epoch_size is {cfg.epoch_size}",
+              flush=True)
+        return None
+
+    loss = CrossEntropySmooth(num_classes=cfg.num_classes, smooth_factor=cfg.label_smooth_factor)
+    lr = get_lr(cfg.lr_init, cfg.lr_end, cfg.lr_max, cfg.warmup_epochs, cfg.epoch_size, steps_per_epoch,
+                cfg.lr_decay_mode)
+    opt = build_optimizer(net, cfg, lr)
+    if opt_state:
+        ms.load_param_into_net(opt, opt_state)
+    model = Model(net, loss_fn=loss, optimizer=opt, amp_level=cfg.amp_level,
+                  loss_scale_manager=FixedLossScaleManager(cfg.loss_scale, drop_overflow_update=False),
+                  metrics=eval_metrics())
+
+    run_log = RunLog(directory, enabled=True)
+    callbacks = [TrainMonitor(run_log, lr, steps_per_epoch, cfg.batch_size, cfg.epoch_size, cfg.log_interval,
+                              rank=rank if group_size > 1 else None)]
+    if eval_ds is not None and cfg.eval_interval > 0 and rank == 0:
+        best_name = "shufflenetv1_transfer_best.ckpt" if cfg.dataset_path and not cfg.train_dataset_path \
+            else "shufflenetv1_best.ckpt"
+        callbacks.append(ValAccMonitor(model, eval_ds, run_log, cfg.eval_interval, cfg.epoch_size,
+                                       os.path.join(directory, best_name), best_so_far=best))
+    saver = None
+    if cfg.save_checkpoint:
+        saver = CheckpointSaver(directory, steps_per_epoch, cfg.save_checkpoint_epochs, cfg.keep_checkpoint_max,
+                                cfg.epoch_size, extra={"model_size": cfg.model_size, "group": cfg.group,
+                                                       "num_classes": cfg.num_classes})
+        callbacks.append(saver)
+    callbacks.append(RunLogWriter(run_log))
+
+    print(f"training ShuffleNetV1 {cfg.model_size} g{cfg.group} on {cfg.device_target}: {steps_per_epoch} steps "
+          f"of {cfg.batch_size} images per epoch x {group_size} device(s), epochs {start_epoch + 1}-{cfg.epoch_size}, "
+          f"output {directory}", flush=True)
+    model.train(cfg.epoch_size, train_ds, callbacks=callbacks, dataset_sink_mode=cfg.device_target != "CPU",
+                initial_epoch=start_epoch)
+    last = saver.last_saved if saver else None
+    print(f"training done. checkpoints: {directory}" + (f" (last: {os.path.basename(last)})" if last else "")
+          + f"; log: {run_log.path}; curves: {run_log.curves_path}", flush=True)
+    return last
+
+
+def main(argv=None):
+    cfg = get_config(argv)
+    try:
+        moxing_wrapper(cfg)(run_train)(cfg)
+    except (SetupError, DatasetError, CheckpointError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except RuntimeError as exc:
+        message = dataset_error_message(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
