@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch", reason="the Megvii conversion tests need to
 from torch import nn  # noqa: E402
 
 from src.checkpoint_utils import load_pretrained, read_network_options  # noqa: E402
+from src.synthetic import make_shapes_dataset  # noqa: E402
 from src.shufflenetv1 import ShuffleNetV1  # noqa: E402
 from tools import convert_megvii  # noqa: E402
 from tools.convert_megvii import ConversionError, main  # noqa: E402
@@ -77,9 +78,9 @@ class MegviiNet(nn.Module):
         return self.classifier(x.mean(dim=(2, 3)))
 
 
-def random_megvii(group, seed):
+def random_megvii(group, seed, num_classes=NUM_CLASSES):
     """An eval-mode MegviiNet whose every weight and BN statistic is random."""
-    net = MegviiNet(group)
+    net = MegviiNet(group, num_classes)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, value in net.state_dict().items():
@@ -141,6 +142,7 @@ def test_g3_converted_network_computes_megvii_function(megvii, tmp_path, capsys)
     assert np.abs(ours(output, 3, pool_pad="same")(ms.Tensor(x)).asnumpy() - expected).max() > 1e-2
 
 
+@pytest.mark.slow
 def test_g8_converted_by_the_command_line_computes_megvii_function(megvii, tmp_path):
     net, path = megvii[8]
     output = str(tmp_path / "g8.ckpt")
@@ -236,9 +238,28 @@ def test_missing_torch_is_explained(megvii, monkeypatch):
         convert_megvii.read_state_dict(megvii[3][1])
 
 
+@pytest.mark.slow
 def test_importing_the_project_does_not_import_torch():
     code = ("import sys; import src.checkpoint_utils, src.shufflenetv1, tools.convert_megvii; "
             "print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                           timeout=120, check=True)
     assert done.stdout.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.slow
+def test_eval_adopts_the_recorded_options(tmp_path):
+    _, val = make_shapes_dataset(str(tmp_path / "data"), num_classes=4, train_per_class=1, val_per_class=2,
+                                 image_size=64)
+    pth = str(tmp_path / "four_classes.pth.tar")
+    torch.save({"state_dict": random_megvii(3, seed=5, num_classes=4).state_dict()}, pth)
+    ckpt = str(tmp_path / "four_classes.ckpt")
+    assert main(["--pth", pth, "--model_size", "0.5x", "--group", "3", "--output", ckpt]) == 0
+    done = subprocess.run([sys.executable, "eval.py", "--device_target", "CPU", "--mode", "PYNATIVE",
+                           "--ckpt_path", ckpt, "--model_size", "0.5x", "--group", "3", "--num_classes", "4",
+                           "--eval_dataset_path", val, "--image_size", "64", "--batch_size", "4"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"using pool_pad=symmetric recorded in {ckpt}" in done.stdout
+    assert f"using input_format=bgr_255 recorded in {ckpt}" in done.stdout
+    assert "Top_1_Acc" in done.stdout
