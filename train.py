@@ -3,6 +3,7 @@
 Steps: config -> context -> data -> network (+ resume) -> loss, LR, optimizer -> Model -> train.
 """
 import os
+import shutil
 import sys
 import time
 
@@ -11,8 +12,8 @@ from mindspore import nn
 from mindspore.train import Model
 from mindspore.train.loss_scale_manager import FixedLossScaleManager
 
-from src.callbacks import (CheckpointSaver, RunLog, RunLogWriter, TrainMonitor, ValAccMonitor,
-                           list_checkpoints)
+from src.callbacks import (CheckpointSaver, RunLog, RunLogWriter, StopOnSignal, TrainingStopped, TrainMonitor,
+                           ValAccMonitor, list_checkpoints, verify_checkpoint)
 from src.checkpoint_utils import CheckpointError, load_pretrained, read_checkpoint
 from src.crossentropysmooth import CrossEntropySmooth
 from src.dataset import DatasetError, create_dataset, dataset_error_message
@@ -29,6 +30,22 @@ DEVICE_TARGETS = ("Ascend", "GPU", "CPU")
 
 class SetupError(ValueError):
     """A configuration that cannot start training; the message says what to change."""
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on SIGINT/SIGTERM after saving its state."""
+
+
+def check_free_space(directory, net, keep_max):
+    """Fail before training when the disk cannot hold the checkpoints the run will keep."""
+    weights = sum(p.size for p in net.get_parameters()) * 4
+    # weights + momentum (about 2x the weights) per file; keep_max files plus one being written
+    needed = weights * 2 * (keep_max + 1) + (16 << 20)
+    free = shutil.disk_usage(directory).free
+    if free < needed:
+        raise SetupError(f"not enough disk space in {directory}: {free / 2**20:.0f} MiB free, the run needs about "
+                         f"{needed / 2**20:.0f} MiB for {keep_max} checkpoints; free some space, lower "
+                         "--keep_checkpoint_max or choose another --save_ckpt_path")
 
 
 def set_context(cfg):
@@ -99,10 +116,9 @@ def resolve_resume(cfg, directory):
         return cfg.resume
     found = list_checkpoints(directory)
     for epoch, step, path in reversed(found):
-        try:
-            read_checkpoint(path)
-        except CheckpointError as exc:
-            print(f"warning: skipping damaged checkpoint {path}: {exc}", flush=True)
+        problem = verify_checkpoint(path)
+        if problem:
+            print(f"warning: skipping damaged checkpoint {path}: {problem}", flush=True)
             continue
         print(f"resume auto: continuing from {path} (epoch {epoch}, step {step})", flush=True)
         return path
@@ -125,13 +141,37 @@ def restore(net, cfg, path):
     for name, reason in report["skipped"]:
         print(f"not loaded from {path}: {name}: {reason}", flush=True)
     if "epoch_num" in params and "step_num" in params and not report["skipped"]:
-        start_epoch = int(params["epoch_num"].asnumpy())
+        epoch, step = int(params["epoch_num"].asnumpy()), int(params["step_num"].asnumpy())
         opt_state = {k: v for k, v in params.items() if k.startswith("moments.") or k == "global_step"}
         best = float(params["best_val_top1"].asnumpy()) if "best_val_top1" in params else -1.0
-        print(f"resuming {path}: epoch {start_epoch} done, continuing to epoch {cfg.epoch_size}", flush=True)
-        return start_epoch, opt_state, best
+        steps_per_epoch = int(params["steps_per_epoch"].asnumpy()) if "steps_per_epoch" in params else step
+        if step < steps_per_epoch:
+            # Saved mid-epoch (SIGINT/SIGTERM): keep the weights, redo that epoch on the same LR steps.
+            epoch -= 1
+            opt_state["global_step"] = ms.Parameter(ms.Tensor([epoch * steps_per_epoch], ms.int32),
+                                                    name="global_step")
+            print(f"resuming {path}: saved at step {step}/{steps_per_epoch} of epoch {epoch + 1}; "
+                  f"that epoch restarts with these weights", flush=True)
+        print(f"resuming {path}: epoch {epoch} done, continuing to epoch {cfg.epoch_size}", flush=True)
+        return epoch, opt_state, best
     print(f"initialised the network from {path} ({len(report['loaded'])} parameters)", flush=True)
     return 0, {}, -1.0
+
+
+def restore_optimizer(opt, state):
+    """Copy momentum buffers and the step count into ``opt`` by exact name.
+
+    (``load_param_into_net(opt, ...)`` is not used: in MindSpore 2.10 it also matches
+    ``moments.<name>`` to the weight ``<name>`` and overwrites the weights with momenta.)
+    """
+    restored = 0
+    for param in opt.get_parameters():
+        if param.name in state and (param.name.startswith("moments.") or param.name == "global_step"):
+            param.set_data(ms.Tensor(state[param.name].asnumpy(), param.dtype))
+            restored += 1
+    if restored != len(state):
+        print(f"warning: restored {restored} of {len(state)} optimizer entries (the trainable parameters changed, "
+              "e.g. freeze_backbone); the others start from zero", flush=True)
 
 
 def build_optimizer(net, cfg, lr):
@@ -185,7 +225,7 @@ def run_train(cfg):
                 cfg.lr_decay_mode)
     opt = build_optimizer(net, cfg, lr)
     if opt_state:
-        ms.load_param_into_net(opt, opt_state)
+        restore_optimizer(opt, opt_state)
     model = Model(net, loss_fn=loss, optimizer=opt, amp_level=cfg.amp_level,
                   loss_scale_manager=FixedLossScaleManager(cfg.loss_scale, drop_overflow_update=False),
                   metrics=eval_metrics())
@@ -198,19 +238,30 @@ def run_train(cfg):
             else "shufflenetv1_best.ckpt"
         callbacks.append(ValAccMonitor(model, eval_ds, run_log, cfg.eval_interval, cfg.epoch_size,
                                        os.path.join(directory, best_name), best_so_far=best))
+    callbacks.append(RunLogWriter(run_log))
     saver = None
     if cfg.save_checkpoint:
+        check_free_space(directory, net, cfg.keep_checkpoint_max)
         saver = CheckpointSaver(directory, steps_per_epoch, cfg.save_checkpoint_epochs, cfg.keep_checkpoint_max,
                                 cfg.epoch_size, extra={"model_size": cfg.model_size, "group": cfg.group,
                                                        "num_classes": cfg.num_classes})
         callbacks.append(saver)
-    callbacks.append(RunLogWriter(run_log))
+    stopper = StopOnSignal(saver, steps_per_epoch)
+    callbacks.append(stopper)
 
     print(f"training ShuffleNetV1 {cfg.model_size} g{cfg.group} on {cfg.device_target}: {steps_per_epoch} steps "
           f"of {cfg.batch_size} images per epoch x {group_size} device(s), epochs {start_epoch + 1}-{cfg.epoch_size}, "
           f"output {directory}", flush=True)
-    model.train(cfg.epoch_size, train_ds, callbacks=callbacks, dataset_sink_mode=cfg.device_target != "CPU",
-                initial_epoch=start_epoch)
+    stopper.install()
+    try:
+        model.train(cfg.epoch_size, train_ds, callbacks=callbacks, dataset_sink_mode=cfg.device_target != "CPU",
+                    initial_epoch=start_epoch)
+    except TrainingStopped as stop:
+        saved = f"saved {stop.saved_path}" if stop.saved_path else "no checkpoint saved (save_checkpoint is off)"
+        raise TrainingInterrupted(f"stopped by {stop.signal_name}: {saved}. To continue, run the same command "
+                                  f"with --resume auto --save_ckpt_path {cfg.save_ckpt_path}") from None
+    finally:
+        stopper.uninstall()
     last = saver.last_saved if saver else None
     print(f"training done. checkpoints: {directory}" + (f" (last: {os.path.basename(last)})" if last else "")
           + f"; log: {run_log.path}; curves: {run_log.curves_path}", flush=True)
@@ -221,6 +272,9 @@ def main(argv=None):
     cfg = get_config(argv)
     try:
         moxing_wrapper(cfg)(run_train)(cfg)
+    except TrainingInterrupted as exc:
+        print(str(exc), file=sys.stderr, flush=True)
+        return 130
     except (SetupError, DatasetError, CheckpointError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 1

@@ -1,13 +1,16 @@
-"""Training callbacks: progress, checkpoints, validation accuracy and the run log.
+"""Training callbacks: progress, checkpoints, validation accuracy, the run log, stopping on signals.
 
-Order them as ``[TrainMonitor, ValAccMonitor, CheckpointSaver, RunLogWriter]``: the
-first two fill the epoch's record in a shared :class:`RunLog`, the last writes it to
-``train_log.jsonl`` and redraws ``curves.png``.
+Order them as ``[TrainMonitor, ValAccMonitor, RunLogWriter, CheckpointSaver]``: the
+first two fill the epoch's record in a shared :class:`RunLog`, the writer appends it to
+``train_log.jsonl`` and redraws ``curves.png``, and only then is the epoch's checkpoint
+written (a process killed in between repeats the epoch and logs it again, rather than
+skipping its record).
 """
 import glob
 import json
 import os
 import re
+import signal
 import time
 
 import mindspore as ms
@@ -16,8 +19,8 @@ from mindspore.train.callback import Callback
 
 from .plot import plot_curves
 
-__all__ = ["RunLog", "TrainMonitor", "ValAccMonitor", "CheckpointSaver", "RunLogWriter",
-           "CKPT_PREFIX", "checkpoint_name", "list_checkpoints", "save_checkpoint_atomic"]
+__all__ = ["RunLog", "TrainMonitor", "ValAccMonitor", "CheckpointSaver", "RunLogWriter", "StopOnSignal", "TrainingStopped",
+           "CKPT_PREFIX", "checkpoint_name", "list_checkpoints", "save_checkpoint_atomic", "verify_checkpoint"]
 
 CKPT_PREFIX = "shufflenetv1"
 _CKPT_RE = re.compile(rf"^{CKPT_PREFIX}-(\d+)_(\d+)\.ckpt$")
@@ -43,12 +46,22 @@ def save_checkpoint_atomic(cell_or_list, path, append_dict=None):
     leaves a file at ``path`` that looks complete but is not."""
     tmp = f"{path}.tmp-{os.getpid()}.ckpt"  # save_checkpoint appends .ckpt to any other name
     try:
-        ms.save_checkpoint(cell_or_list, tmp, append_dict=append_dict)
+        ms.save_checkpoint(cell_or_list, tmp, append_dict=append_dict, crc_check=True)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def verify_checkpoint(path):
+    """None when ``path`` reads back whole (CRC checked), else the reason it does not."""
+    try:
+        ms.load_checkpoint(path, crc_check=True)
+    except Exception as exc:  # pylint: disable=broad-except  (MindSpore raises several types)
+        lines = str(exc).strip().splitlines()
+        return lines[0] if lines else type(exc).__name__
+    return None
 
 
 def _loss_value(outputs):
@@ -254,7 +267,8 @@ class CheckpointSaver(Callback):
         step = self.steps_per_epoch if step is None else step
         path = os.path.join(self.directory, checkpoint_name(epoch, step))
         save_checkpoint_atomic(train_network, path,
-                               append_dict={"epoch_num": epoch, "step_num": step, **self.extra})
+                               append_dict={"epoch_num": epoch, "step_num": step,
+                                            "steps_per_epoch": self.steps_per_epoch, **self.extra})
         self.last_saved = path
         self._rotate()
         return path
@@ -269,6 +283,65 @@ class CheckpointSaver(Callback):
         epoch = cb.cur_epoch_num
         if epoch % self.interval == 0 or epoch == self.total_epochs:
             self.save(cb.train_network, epoch)
+
+
+class TrainingStopped(Exception):
+    """Raised out of ``Model.train`` by :class:`StopOnSignal` once the state is saved."""
+
+    def __init__(self, signal_name, saved_path):
+        super().__init__(signal_name, saved_path)
+        self.signal_name = signal_name
+        self.saved_path = saved_path
+
+
+class StopOnSignal(Callback):
+    """On SIGINT or SIGTERM, finish the current step, save a checkpoint of that state
+    (``shufflenetv1-<epoch>_<step>.ckpt``) and stop training; a second signal stops at once.
+
+    Args:
+        saver (CheckpointSaver): writes the checkpoint (None: stop without saving).
+        steps_per_epoch (int): to tell a mid-epoch stop from an epoch end.
+    """
+
+    def __init__(self, saver, steps_per_epoch):
+        super().__init__()
+        self.saver = saver
+        self.steps_per_epoch = steps_per_epoch
+        self.received = None
+        self.saved_path = None
+        self._previous = {}
+        self._step_in_epoch = 0
+
+    def install(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def uninstall(self):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.received is not None:  # second signal: give up on the clean stop
+            self.uninstall()
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum).name
+        print(f"\n{self.received} received: saving a checkpoint after the current step, then stopping "
+              "(send it again to stop at once)", flush=True)
+
+    def on_train_epoch_begin(self, run_context):
+        self._step_in_epoch = 0
+
+    def on_train_step_end(self, run_context):
+        self._step_in_epoch += 1
+        if self.received is None:
+            return
+        cb = run_context.original_args()
+        if self.saver is not None:
+            self.saved_path = self.saver.save(cb.train_network, cb.cur_epoch_num, self._step_in_epoch)
+        # request_stop() only takes effect at the end of the epoch in MindSpore 2.10; leave now.
+        raise TrainingStopped(self.received, self.saved_path)
 
 
 class RunLogWriter(Callback):

@@ -97,6 +97,7 @@ def test_resume_continues_the_same_schedule(straight_run, data, tmp_path):
     again = records(resumed)
     assert [r["epoch"] for r in again] == [3, 4]
     for r in again:
+        assert r["loss"] < 1.5 * straight[r["epoch"]]["loss"], (r, straight[r["epoch"]])  # no blow-up
         assert r["optimizer_step"] == straight[r["epoch"]]["optimizer_step"]
         assert r["lr_first"] == straight[r["epoch"]]["lr_first"]
         assert r["lr_last"] == straight[r["epoch"]]["lr_last"]
@@ -121,6 +122,14 @@ def test_restore_loads_the_saved_weights_and_optimizer_state(straight_run):
     moments = [k for k in opt_state if k.startswith("moments.")]
     assert len(moments) == len(net.trainable_params())
     assert any(np.any(opt_state[k].asnumpy() != 0) for k in moments)
+    # Restoring the optimizer must fill its momenta and step, and leave the weights alone.
+    from src.lr_generator import get_lr
+    opt = train.build_optimizer(net, cfg, get_lr(0.0, 0.0, 0.0003, 1, EPOCHS, STEPS, "cosine"))
+    train.restore_optimizer(opt, opt_state)
+    for param in opt.get_parameters():
+        if param.name in saved and (param.name.startswith("moments.") or param.name == "global_step"
+                                    or param.name in dict(net.parameters_and_names())):
+            np.testing.assert_array_equal(param.asnumpy(), saved[param.name].asnumpy(), err_msg=param.name)
 
 
 def test_finished_run_resumed_has_nothing_to_do(straight_run, data, tmp_path):
