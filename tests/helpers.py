@@ -26,3 +26,22 @@ def fill_deterministic(net, seed=0):
 def _tensor(array):
     import mindspore as ms
     return ms.Tensor(array)
+
+
+def make_image_folder(root, per_class=(("ant", 2), ("bee", 3), ("cat", 2)), seed=0):
+    """Write an ImageNet-style folder ``root/<class>/<class>_<i>.{jpg,png}`` of small random images.
+
+    Sizes vary and JPEG alternates with PNG, so decoding and resizing are exercised.
+    Returns ``[(img_id, label), ...]`` in class, then file order (labels: sorted class folders).
+    """
+    import os
+    from PIL import Image
+    rng = np.random.RandomState(seed)
+    images = []
+    for label, (name, count) in enumerate(sorted(per_class)):
+        os.makedirs(os.path.join(root, name), exist_ok=True)
+        for i in range(count):
+            pixels = rng.randint(0, 256, (40 + 7 * i, 48 + 5 * label, 3)).astype(np.uint8)
+            Image.fromarray(pixels).save(os.path.join(root, name, f"{name}_{i}.{'png' if i % 2 else 'jpg'}"))
+            images.append((f"{name}_{i}", label))
+    return images
