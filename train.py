@@ -19,7 +19,7 @@ from src.crossentropysmooth import CrossEntropySmooth
 from src.dataset import DatasetError, create_dataset, dataset_error_message
 from src.lr_generator import get_lr
 from src.metrics import eval_metrics
-from src.model_utils.config import get_config, save_config
+from src.model_utils.config import get_config, load_config, save_config
 from src.model_utils.device_adapter import get_device_id
 from src.model_utils.moxing_adapter import moxing_wrapper
 from src.shufflenetv1 import network_from_config
@@ -111,8 +111,19 @@ def build_datasets(cfg, rank, group_size):
 
 
 def resolve_resume(cfg, directory):
-    """The checkpoint named by ``resume``: a path, "auto" (newest in the run folder) or "" (none)."""
+    """The checkpoint named by ``resume``: a path, "auto" (newest in the run folder) or "" (none).
+
+    A path that comes from the config file (transfer_config.yaml's pretrained weights) and does
+    not exist means "from scratch", with a warning; a path given on the command line must exist.
+    """
     if cfg.resume != "auto":
+        if cfg.resume and not os.path.exists(cfg.resume) and cfg.get("config_path") \
+                and load_config(cfg.config_path).resume == cfg.resume:
+            print(f"warning: the pretrained checkpoint {cfg.resume!r} named in {cfg.config_path} does not exist: "
+                  "training starts FROM SCRATCH (random weights), which needs far more epochs and images. To "
+                  "fine-tune, put the MindSpore Hub weights shufflenetv1_imagenet2012 there (see README) or pass "
+                  "--resume PATH; --resume \"\" trains from scratch without this warning", flush=True)
+            return ""
         return cfg.resume
     found = list_checkpoints(directory)
     for epoch, step, path in reversed(found):
