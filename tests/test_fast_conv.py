@@ -1,0 +1,280 @@
+"""The fast CPU convolutions (src/fast_ops) against nn.Conv2d: values, gradients, names, fallback."""
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import mindspore as ms
+import mindspore.nn as nn
+import mindspore.ops as ops
+
+from src import shufflenetv1
+from src.fast_ops import conv as fast_conv
+from src.fast_ops import native
+from src.fast_ops.conv import DenseConv3x3, DepthwiseConv2d, PointwiseConv2d, shuffle_permutation
+from src.shufflenetv1 import ShuffleNetV1, channel_shuffle
+from tests.helpers import fill_deterministic
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODES = {"graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
+
+pytestmark = pytest.mark.skipif(not fast_conv.fast_ops_available(),
+                                reason="no C++ compiler: the fast kernels cannot be built here")
+
+
+@pytest.fixture(params=sorted(MODES))
+def mode(request):
+    ms.set_context(mode=MODES[request.param])
+    yield request.param
+    ms.set_context(mode=ms.GRAPH_MODE)
+
+
+def assert_close(actual, expected, what, tol=1e-4):
+    """|actual - expected| <= tol * max(1, max |expected|), elementwise."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    scale = max(1.0, float(np.abs(expected).max()))
+    err = float(np.abs(actual - expected).max())
+    assert err <= tol * scale, f"{what}: max abs error {err:.3g} > {tol} * {scale:.3g}"
+
+
+def _grads(cell, x, sens):
+    grad = ops.GradOperation(get_all=True, get_by_list=True, sens_param=True)
+    dx, dparams = grad(cell, ms.ParameterTuple(cell.trainable_params()))(x, sens)
+    return dx[0].asnumpy(), [g.asnumpy() for g in dparams]
+
+
+def check_against_plain(fast, plain, x_shape, seed=0, prep=None):
+    """Forward, input gradient and weight gradient of ``fast`` vs ``plain`` (same weight)."""
+    rng = np.random.RandomState(seed)
+    plain.weight.set_data(ms.Tensor(rng.standard_normal(plain.weight.shape).astype(np.float32) * 0.5))
+    fast.weight.set_data(plain.weight.data.copy())
+    x = ms.Tensor(rng.standard_normal(x_shape).astype(np.float32))
+    x_plain = prep(x) if prep is not None else x
+    y_fast, y_plain = fast(x).asnumpy(), plain(x_plain).asnumpy()
+    assert_close(y_fast, y_plain, "output")
+    sens = ms.Tensor(rng.standard_normal(y_plain.shape).astype(np.float32))
+    dx_fast, (dw_fast,) = _grads(fast, x, sens)
+    if prep is None:
+        dx_plain, (dw_plain,) = _grads(plain, x, sens)
+    else:
+        dx_plain, (dw_plain,) = _grads(_Composed(prep, plain), x, sens)
+    assert_close(dx_fast, dx_plain, "input gradient")
+    assert_close(dw_fast, dw_plain, "weight gradient")
+
+
+class _Composed(nn.Cell):
+    def __init__(self, prep, cell):
+        super().__init__()
+        self.prep = prep
+        self.cell = cell
+
+    def construct(self, x):
+        return self.cell(self.prep(x))
+
+
+class _Shuffle(nn.Cell):
+    def __init__(self, groups):
+        super().__init__()
+        self.groups = groups
+
+    def construct(self, x):
+        return channel_shuffle(x, self.groups)
+
+
+# ----------------------------------------------------------------------------- single Cells
+
+@pytest.mark.parametrize("stride,shape", [(1, (2, 6, 7, 9)), (2, (2, 6, 9, 8)), (2, (3, 4, 5, 5)),
+                                          (1, (1, 3, 1, 4)), (2, (1, 3, 2, 1))])
+def test_depthwise_matches_conv2d(mode, stride, shape):
+    channels = shape[1]
+    fast = DepthwiseConv2d(channels, stride=stride)
+    plain = nn.Conv2d(channels, channels, 3, stride=stride, pad_mode="pad", padding=1, group=channels,
+                      has_bias=False)
+    check_against_plain(fast, plain, shape)
+
+
+@pytest.mark.parametrize("stride,groups", [(1, 3), (2, 3), (1, 2)])
+def test_depthwise_with_fused_shuffle_matches_shuffle_then_conv2d(mode, stride, groups):
+    channels = 6
+    fast = DepthwiseConv2d(channels, stride=stride, shuffle_groups=groups)
+    plain = nn.Conv2d(channels, channels, 3, stride=stride, pad_mode="pad", padding=1, group=channels,
+                      has_bias=False)
+    check_against_plain(fast, plain, (2, channels, 7, 6), prep=_Shuffle(groups))
+
+
+@pytest.mark.parametrize("cin,cout,group,hw", [(6, 9, 3, (5, 7)), (6, 9, 3, (11, 12)), (4, 5, 1, (3, 5)),
+                                               (16, 8, 8, (2, 3))])
+def test_pointwise_matches_conv2d(mode, cin, cout, group, hw):
+    fast = PointwiseConv2d(cin, cout, group=group)
+    plain = nn.Conv2d(cin, cout, 1, pad_mode="pad", padding=0, group=group, has_bias=False)
+    check_against_plain(fast, plain, (3, cin, *hw))
+
+
+@pytest.mark.parametrize("stride,shape", [(2, (2, 3, 9, 11)), (1, (2, 2, 6, 5)), (2, (1, 3, 8, 8))])
+def test_dense3x3_matches_conv2d(mode, stride, shape):
+    fast = DenseConv3x3(shape[1], 5, stride=stride)
+    plain = nn.Conv2d(shape[1], 5, 3, stride=stride, pad_mode="pad", padding=1, has_bias=False)
+    check_against_plain(fast, plain, shape)
+
+
+def test_shuffle_permutation_is_channel_shuffle():
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    try:
+        x = ms.Tensor(np.arange(2 * 12, dtype=np.float32).reshape(2, 12, 1, 1))
+        for groups in (2, 3, 4):
+            perm = shuffle_permutation(12, groups)
+            np.testing.assert_array_equal(channel_shuffle(x, groups).asnumpy(), x.asnumpy()[:, perm])
+    finally:
+        ms.set_context(mode=ms.GRAPH_MODE)
+    with pytest.raises(ValueError, match="not divisible"):
+        shuffle_permutation(10, 3)
+
+
+def test_factory_picks_fast_cells_only_where_they_apply():
+    conv2d = fast_conv.conv2d
+    assert type(conv2d(6, 9, 1, pad_mode="pad", group=3)) is PointwiseConv2d
+    assert type(conv2d(6, 6, 3, stride=2, pad_mode="pad", padding=1, group=6)) is DepthwiseConv2d
+    assert type(conv2d(3, 8, 3, stride=2, pad_mode="pad", padding=1)) is DenseConv3x3
+    for kwargs in [dict(in_channels=6, out_channels=9, kernel_size=1, pad_mode="pad", has_bias=True),
+                   dict(in_channels=32, out_channels=8, kernel_size=3, pad_mode="pad", padding=1),
+                   dict(in_channels=6, out_channels=6, kernel_size=3, stride=3, pad_mode="pad", padding=1, group=6),
+                   dict(in_channels=6, out_channels=9, kernel_size=1, pad_mode="pad", group=3, fast=False)]:
+        assert type(conv2d(**kwargs)) is nn.Conv2d, kwargs
+    with pytest.raises(ValueError, match="shuffle_groups"):
+        conv2d(6, 6, 3, pad_mode="pad", padding=1, group=6, fast=False, shuffle_groups=3)
+
+
+def test_bad_kernel_input_is_an_error_not_garbage():
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    try:
+        op = fast_conv._depthwise_op(1)
+        x = ms.Tensor(np.ones((1, 4, 5, 5), np.float32))
+        weight = ms.Tensor(np.ones((4, 1, 3, 3), np.float32))
+        not_a_permutation = ms.Tensor(np.array([0, 0, 1, 2], np.int32))
+        with pytest.raises(Exception):
+            op(x, weight, not_a_permutation).asnumpy()
+    finally:
+        ms.set_context(mode=ms.GRAPH_MODE)
+
+
+# ----------------------------------------------------------------------------- whole network
+
+def _net(conv_impl, group=3):
+    ms.set_seed(1)
+    return ShuffleNetV1("0.5x", group=group, num_classes=10, conv_impl=conv_impl)
+
+
+@pytest.mark.parametrize("group", [3, 8])
+def test_parameter_names_and_shapes_identical(group):
+    fast, plain = _net("fast", group), _net("plain", group)
+    assert fast.conv_impl_used == "fast" and plain.conv_impl_used == "plain"
+    shapes = lambda net: [(p.name, p.shape) for p in net.get_parameters()]  # noqa: E731
+    assert shapes(fast) == shapes(plain)
+    assert "features.0.branch_main_1.0.weight" in dict(shapes(fast))
+    assert isinstance(fast.features[1].branch_main_2[0], DepthwiseConv2d)
+    assert type(plain.features[1].branch_main_2[0]) is nn.Conv2d
+    # Same seed, same initial weights: the fast Cells initialise exactly like nn.Conv2d.
+    for p_fast, p_plain in zip(fast.get_parameters(), plain.get_parameters()):
+        np.testing.assert_array_equal(p_fast.asnumpy(), p_plain.asnumpy(), err_msg=p_fast.name)
+
+
+def test_checkpoint_moves_between_paths(tmp_path):
+    fast, plain = fill_deterministic(_net("fast"), seed=3), _net("plain")
+    ckpt = str(tmp_path / "fast.ckpt")
+    ms.save_checkpoint(fast, ckpt)
+    not_loaded, _ = ms.load_param_into_net(plain, ms.load_checkpoint(ckpt), strict_load=True)
+    assert not not_loaded
+    for p_fast, p_plain in zip(fast.get_parameters(), plain.get_parameters()):
+        np.testing.assert_array_equal(p_fast.asnumpy(), p_plain.asnumpy(), err_msg=p_fast.name)
+
+
+# Eval mode (BN on moving statistics) compares the convolutions alone: agreement to
+# ~1e-7. Training mode (batch statistics) divides by the spread of few values in the
+# last stage, which magnifies rounding differences, so it runs on batch 4 at 48 px.
+@pytest.mark.parametrize("group,size,batch,train", [(3, 40, 2, False), (8, 33, 2, False), (3, 48, 4, True)])
+def test_network_fast_matches_plain(group, size, batch, train):
+    ms.set_context(mode=ms.GRAPH_MODE)
+    rng = np.random.RandomState(0)
+    x = ms.Tensor(rng.standard_normal((batch, 3, size, size)).astype(np.float32))
+    sens = ms.Tensor(rng.standard_normal((batch, 10)).astype(np.float32))
+    results = {}
+    for impl in ("fast", "plain"):
+        net = fill_deterministic(_net(impl, group), 5)
+        net.set_train(train)
+        grad = ops.GradOperation(get_all=True, get_by_list=True, sens_param=True)
+        dx, dparams = grad(net, ms.ParameterTuple(net.trainable_params()))(x, sens)
+        results[impl] = {"logits": net(x).asnumpy(), "input": dx[0].asnumpy(),
+                         **{p.name: g.asnumpy() for p, g in zip(net.trainable_params(), dparams)}}
+    assert results["fast"].keys() == results["plain"].keys()
+    for name, expected in results["plain"].items():
+        assert_close(results["fast"][name], expected, name if name in ("logits", "input") else f"gradient of {name}")
+
+
+def test_network_train_step_pynative_matches_graph():
+    x = ms.Tensor(np.random.RandomState(2).standard_normal((2, 3, 32, 32)).astype(np.float32))
+    outputs = {}
+    for mode_name in ("pynative", "graph"):
+        ms.set_context(mode=MODES[mode_name])
+        net = fill_deterministic(_net("fast"), 7)
+        net.set_train(True)
+        grad = ops.GradOperation(get_by_list=True)(net, ms.ParameterTuple(net.trainable_params()))
+        outputs[mode_name] = [g.asnumpy() for g in grad(x)]
+    ms.set_context(mode=ms.GRAPH_MODE)
+    for g_py, g_graph in zip(outputs["pynative"], outputs["graph"]):
+        assert_close(g_py, g_graph, "gradient, PyNative vs graph")
+
+
+# ----------------------------------------------------------------------------- choice of path
+
+def test_auto_is_fast_on_cpu_and_plain_elsewhere(monkeypatch):
+    assert fast_conv.resolve_conv_impl("auto") == "fast"
+    assert fast_conv.resolve_conv_impl("plain") == "plain"
+    monkeypatch.setattr(fast_conv, "_device_target", lambda: "GPU")
+    monkeypatch.setattr(native, "_state", {"path": native._state["path"], "error": None, "warned": False})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert fast_conv.resolve_conv_impl("auto") == "plain"
+        assert not caught
+        assert fast_conv.resolve_conv_impl("fast") == "plain"
+    assert len(caught) == 1 and "device_target CPU" in str(caught[0].message)
+    with pytest.raises(ValueError, match="conv_impl='quick'"):
+        fast_conv.resolve_conv_impl("quick")
+
+
+def test_no_compiler_warns_once_and_uses_plain(monkeypatch, tmp_path):
+    monkeypatch.setattr(native, "CXX", str(tmp_path / "no-such-g++"))
+    monkeypatch.setenv("SHUFFLENET_MS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(native, "_state", {"path": None, "error": None, "warned": False})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        nets = [ShuffleNetV1("0.5x", 3, num_classes=10, conv_impl=impl) for impl in ("auto", "fast")]
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(messages) == 1, messages
+    assert "no-such-g++" in messages[0] and "plain" in messages[0]
+    for net in nets:
+        assert net.conv_impl_used == "plain"
+        convs = [cell for _, cell in net.cells_and_names() if isinstance(cell, nn.Conv2d)]
+        assert convs and all(type(cell) is nn.Conv2d for cell in convs)
+    assert not (tmp_path / "cache").exists() or not os.listdir(tmp_path / "cache")
+
+
+def test_build_cache_is_keyed_and_concurrent_builds_are_safe(tmp_path):
+    cache = tmp_path / "cache"
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from src.fast_ops import native; "
+            "print(native.build_library(directory=sys.argv[2]))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, ROOT, str(cache)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
+    paths = {out.strip() for out, _ in outs}
+    assert len(paths) == 1
+    path = paths.pop()
+    assert os.path.dirname(path) == str(cache) and os.path.basename(path).startswith("fast_ops-")
+    assert os.listdir(cache) == [os.path.basename(path)], "temporary files left behind"
+    mtime = os.path.getmtime(path)
+    assert native.build_library(directory=str(cache)) == path
+    assert os.path.getmtime(path) == mtime, "rebuilt although cached"
