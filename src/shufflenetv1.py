@@ -11,6 +11,8 @@ import mindspore.nn as nn
 import mindspore.ops as ops
 from mindspore.common.initializer import XavierUniform
 
+from .fast_ops import conv2d, resolve_conv_impl
+
 __all__ = ["ShuffleNetV1", "ShuffleV1Block", "channel_shuffle", "STAGE_CHANNELS",
            "MODEL_SIZES", "GROUPS", "STAGE_REPEATS", "POOL_PADS", "CONV_IMPLS", "shufflenetv1",
            "network_from_config"]
@@ -77,28 +79,33 @@ class ShuffleV1Block(nn.Cell):
         first_group (bool): whether the first 1x1 conv is grouped (False only for the
             very first unit of stage 2, whose input is the narrow stem).
         pool_pad (str): padding of the stride-2 shortcut pooling, see ``POOL_PADS``.
+        conv_impl (str): "auto", "fast" or "plain", see ``CONV_IMPLS``.
     """
 
     def __init__(self, in_channels, out_channels, mid_channels, group, stride, first_group=True,
-                 pool_pad="same"):
+                 pool_pad="same", conv_impl="plain"):
         super().__init__()
         if stride not in (1, 2):
             raise ValueError(f"stride={stride!r} is not supported; choose 1 or 2")
         self.stride = stride
         self.group = group
         main_out = out_channels - in_channels if stride == 2 else out_channels
+        fast = resolve_conv_impl(conv_impl) == "fast"
+        # The fast depthwise conv reads its input through the channel shuffle (one copy less).
+        self.shuffle_in_conv = fast and group > 1
         self.branch_main_1 = nn.SequentialCell([
-            nn.Conv2d(in_channels, mid_channels, 1, stride=1, pad_mode="pad", padding=0,
-                      group=group if first_group else 1, has_bias=False),
+            conv2d(in_channels, mid_channels, 1, stride=1, pad_mode="pad", padding=0,
+                   group=group if first_group else 1, has_bias=False, fast=fast),
             nn.BatchNorm2d(mid_channels),
             nn.ReLU(),
         ])
         self.branch_main_2 = nn.SequentialCell([
-            nn.Conv2d(mid_channels, mid_channels, 3, stride=stride, pad_mode="pad", padding=1,
-                      group=mid_channels, has_bias=False),
+            conv2d(mid_channels, mid_channels, 3, stride=stride, pad_mode="pad", padding=1,
+                   group=mid_channels, has_bias=False, fast=fast,
+                   shuffle_groups=group if self.shuffle_in_conv else 1),
             nn.BatchNorm2d(mid_channels),
-            nn.Conv2d(mid_channels, main_out, 1, stride=1, pad_mode="pad", padding=0,
-                      group=group, has_bias=False),
+            conv2d(mid_channels, main_out, 1, stride=1, pad_mode="pad", padding=0,
+                   group=group, has_bias=False, fast=fast),
             nn.BatchNorm2d(main_out),
         ])
         if stride == 2:
@@ -107,7 +114,7 @@ class ShuffleV1Block(nn.Cell):
 
     def construct(self, x):
         main = self.branch_main_1(x)
-        if self.group > 1:
+        if self.group > 1 and not self.shuffle_in_conv:
             main = channel_shuffle(main, self.group)
         main = self.branch_main_2(main)
         if self.stride == 1:
@@ -142,12 +149,15 @@ class ShuffleNetV1(nn.Cell):
         self.num_classes = num_classes
         self.pool_pad = pool_pad
         self.conv_impl = conv_impl
+        # What "auto" / "fast" became here: "fast" (CPU kernels) or "plain" (nn.Conv2d).
+        self.conv_impl_used = resolve_conv_impl(conv_impl)
+        fast = self.conv_impl_used == "fast"
         stem, *stages = STAGE_CHANNELS[(group, model_size)]
         self.stage_out_channels = (stem, *stages)
 
         self.first_conv = nn.SequentialCell([
-            nn.Conv2d(3, stem, 3, stride=2, pad_mode="pad", padding=1, has_bias=False,
-                      weight_init=XavierUniform()),
+            conv2d(3, stem, 3, stride=2, pad_mode="pad", padding=1, has_bias=False,
+                   weight_init=XavierUniform(), fast=fast),
             nn.BatchNorm2d(stem),
             nn.ReLU(),
         ])
@@ -160,7 +170,8 @@ class ShuffleNetV1(nn.Cell):
                 units.append(ShuffleV1Block(
                     in_channels, out_channels, mid_channels=out_channels // 4, group=group,
                     stride=2 if unit_idx == 0 else 1,
-                    first_group=not (stage_idx == 0 and unit_idx == 0), pool_pad=pool_pad))
+                    first_group=not (stage_idx == 0 and unit_idx == 0), pool_pad=pool_pad,
+                    conv_impl=self.conv_impl_used))
                 in_channels = out_channels
         self.features = nn.SequentialCell(units)
         self.num_features = in_channels
