@@ -27,6 +27,8 @@ def _ticks(low, high, count=5):
     while value <= high + step * 1e-6:
         ticks.append(value)
         value += step
+    if ticks[-1] < high - step * 1e-6:  # the axis must reach the largest value
+        ticks.append(ticks[-1] + step)
     return ticks
 
 

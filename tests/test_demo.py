@@ -1,0 +1,33 @@
+"""The README's main command, on a smaller budget: data made, trained, evaluated, exported, summarised."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    args = [sys.executable, os.path.join(ROOT, "demo.py"), "--output_dir", str(out), "--epochs", "2",
+            "--train_per_class", "8", "--val_per_class", "3", "--image_size", "32"]
+    proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = proc.stdout.split("=== demo summary")[1]
+    assert "accuracy:    Top-1 " in summary and "on 18 validation images (chance: 16.7%)" in summary
+    assert (out / "shufflenetv1_demo.mindir").stat().st_size > 100_000
+    assert (out / "checkpoints" / "shufflenetv1-2_1.ckpt").is_file()
+    assert (out / "checkpoints" / "eval_log.txt").read_text().startswith("result:{'Loss'")
+    assert (out / "data" / "train" / "checker").is_dir()
+    # a second run reuses the data and the finished training
+    again = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "nothing to do: the checkpoint already has 2 epochs" in again.stdout
+
+
+def test_demo_rejects_bad_arguments(tmp_path):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "demo.py"), "--image_size", "16"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--image_size 16: the network needs at least 32" in proc.stderr
