@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from postprocess import format_accuracy
+from postprocess import format_accuracy, topk_correct
 from src.dataset import INPUT_FORMATS, DatasetError, class_names, create_dataset, dataset_error_message
 
 __all__ = ["OnnxInferenceError", "PROVIDERS", "open_session", "input_geometry", "run_batches", "evaluate_onnx",
@@ -101,9 +101,8 @@ def evaluate_onnx(onnx_path, dataset_path, input_format="rgb_normalized", device
         if step == 1 and num_folders > classes:
             raise OnnxInferenceError(f"{dataset_path!r} has {num_folders} class folders but the network has "
                                      f"{classes} outputs; does the data set match the model?")
-        order = np.argsort(-logits, axis=1, kind="stable")
-        top1 += int(np.sum(order[:, 0] == labels))
-        top5 += int(np.sum(np.any(order[:, :min(5, classes)] == labels[:, None], axis=1)))
+        top1 += topk_correct(logits, labels, 1)
+        top5 += topk_correct(logits, labels, 5)
         seen += len(labels)
         if step % log_every == 0 or step == steps:
             print(f"batch {step}/{steps}: {seen} images, running Top_1_Acc={top1 / seen * 100:.2f}%, "

@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-__all__ = ["PostprocessError", "RESULT_SUFFIX", "read_label_file", "read_results", "topk_accuracy",
+__all__ = ["PostprocessError", "RESULT_SUFFIX", "read_label_file", "read_results", "topk_correct", "topk_accuracy",
            "format_accuracy", "main"]
 
 RESULT_SUFFIX = "_0.bin"
@@ -98,11 +98,16 @@ def read_results(result_path, labels):
     return logits, targets, img_ids
 
 
-def topk_accuracy(logits, targets, k):
-    """Share of rows whose target is among the k largest logits (k capped at the class count)."""
+def topk_correct(logits, targets, k):
+    """Number of rows whose target is among the k largest logits (k capped at the class count)."""
     k = min(k, logits.shape[1])
     top = np.argsort(-logits, axis=1, kind="stable")[:, :k]
-    return float(np.mean(np.any(top == targets[:, None], axis=1)))
+    return int(np.sum(np.any(top == targets[:, None], axis=1)))
+
+
+def topk_accuracy(logits, targets, k):
+    """Share of rows whose target is among the k largest logits (k capped at the class count)."""
+    return topk_correct(logits, targets, k) / len(targets)
 
 
 def format_accuracy(top1, top5):

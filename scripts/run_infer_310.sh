@@ -87,9 +87,8 @@ bash "$ROOT/ascend310_infer/build.sh" > build.log 2>&1 || fail "building the inf
 
 echo "2/4 preprocess"
 rm -rf preprocess_Result
-(cd "$ROOT" && "$PYTHON" preprocess.py --data_path "$DATA_PATH" --output_path "$OUTPUT_DIR/preprocess_Result" \
-  --image_size "$IMAGE_SIZE" --input_format "$INPUT_FORMAT") > preprocess.log 2>&1 \
-  || fail "preprocessing" preprocess.log
+"$PYTHON" "$ROOT/preprocess.py" --data_path "$DATA_PATH" --output_path "$OUTPUT_DIR/preprocess_Result" \
+  --image_size "$IMAGE_SIZE" --input_format "$INPUT_FORMAT" > preprocess.log 2>&1 || fail "preprocessing" preprocess.log
 
 echo "3/4 infer"
 rm -rf result_Files
