@@ -153,6 +153,15 @@ def test_program_options(built, tmp_path):
     assert done.returncode == 1 and "no .bin files in" in done.stderr
 
 
+def test_build_script_errors(tmp_path):
+    build = os.path.join(ROOT, "ascend310_infer", "build.sh")
+    done = _run(["bash", build, "a", "b"])
+    assert done.returncode == 2 and done.stderr.startswith("Usage: bash ")
+    done = _run(["bash", build, str(tmp_path)], env=dict(os.environ, BUILD_DIR=str(tmp_path / "b")))
+    assert done.returncode == 1 and f"MINDSPORE_PATH={tmp_path} has no include/api/model.h" in done.stderr
+    assert not (tmp_path / "b").exists()
+
+
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """(batch-1 MINDIR, image folder, label file, folder of input bins) at 32 px."""
