@@ -1,4 +1,4 @@
-"""The fast CPU convolutions (src/fast_ops) against nn.Conv2d: values, gradients, names, fallback."""
+"""The fast CPU layers (src/fast_ops) against nn.Conv2d / nn.BatchNorm2d: values, gradients, names, fallback."""
 import os
 import subprocess
 import sys
@@ -13,8 +13,9 @@ import mindspore.ops as ops
 
 from src import shufflenetv1
 from src.fast_ops import conv as fast_conv
-from src.fast_ops import native
+from src.fast_ops import kernels, native
 from src.fast_ops.conv import DenseConv3x3, DepthwiseConv2d, PointwiseConv2d, shuffle_permutation
+from src.fast_ops.norm import BatchNorm2d
 from src.shufflenetv1 import ShuffleNetV1, channel_shuffle
 from tests.helpers import fill_deterministic
 
@@ -121,6 +122,44 @@ def test_dense3x3_matches_conv2d(mode, stride, shape):
     check_against_plain(fast, plain, shape)
 
 
+class _PlainBN(nn.Cell):
+    def __init__(self, channels, relu):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels)
+        self.relu = nn.ReLU() if relu else None
+
+    def construct(self, x):
+        y = self.bn(x)
+        if self.relu is not None:
+            y = self.relu(y)
+        return y
+
+
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("train", [True, False])
+def test_batchnorm_matches_nn_batchnorm(mode, relu, train):
+    shape = (3, 5, 7, 6)
+    rng = np.random.RandomState(4)
+    fast, plain = BatchNorm2d(5, relu=relu), _PlainBN(5, relu)
+    for name in ("gamma", "beta", "moving_mean", "moving_variance"):
+        value = ms.Tensor(rng.uniform(0.5, 1.5, 5).astype(np.float32))
+        getattr(fast, name).set_data(value)
+        getattr(plain.bn, name).set_data(value.copy())
+    x = ms.Tensor((rng.standard_normal(shape) * 2 + 0.7).astype(np.float32))
+    sens = ms.Tensor(rng.standard_normal(shape).astype(np.float32))
+    fast.set_train(train)
+    plain.set_train(train)
+    assert_close(fast(x).asnumpy(), plain(x).asnumpy(), "output")
+    for name in ("moving_mean", "moving_variance"):  # updated by a training step, kept in eval
+        assert_close(getattr(fast, name).asnumpy(), getattr(plain.bn, name).asnumpy(), name)
+    grad = ops.GradOperation(get_all=True, get_by_list=True, sens_param=True)
+    (dx_f,), dp_f = grad(fast, ms.ParameterTuple(fast.trainable_params()))(x, sens)
+    (dx_p,), dp_p = grad(plain, ms.ParameterTuple(plain.trainable_params()))(x, sens)
+    assert_close(dx_f.asnumpy(), dx_p.asnumpy(), "input gradient")
+    for what, g_f, g_p in zip(("gamma", "beta"), dp_f, dp_p):
+        assert_close(g_f.asnumpy(), g_p.asnumpy(), f"gradient of {what}")
+
+
 def test_shuffle_permutation_is_channel_shuffle():
     ms.set_context(mode=ms.PYNATIVE_MODE)
     try:
@@ -151,7 +190,7 @@ def test_factory_picks_fast_cells_only_where_they_apply():
 def test_bad_kernel_input_is_an_error_not_garbage():
     ms.set_context(mode=ms.PYNATIVE_MODE)
     try:
-        op = fast_conv._depthwise_op(1)
+        op = kernels.depthwise_op(1)
         x = ms.Tensor(np.ones((1, 4, 5, 5), np.float32))
         weight = ms.Tensor(np.ones((4, 1, 3, 3), np.float32))
         not_a_permutation = ms.Tensor(np.array([0, 0, 1, 2], np.int32))
@@ -176,7 +215,9 @@ def test_parameter_names_and_shapes_identical(group):
     assert shapes(fast) == shapes(plain)
     assert "features.0.branch_main_1.0.weight" in dict(shapes(fast))
     assert isinstance(fast.features[1].branch_main_2[0], DepthwiseConv2d)
+    assert isinstance(fast.features[1].branch_main_1[1], BatchNorm2d)
     assert type(plain.features[1].branch_main_2[0]) is nn.Conv2d
+    assert type(plain.features[1].branch_main_1[1]) is nn.BatchNorm2d
     # Same seed, same initial weights: the fast Cells initialise exactly like nn.Conv2d.
     for p_fast, p_plain in zip(fast.get_parameters(), plain.get_parameters()):
         np.testing.assert_array_equal(p_fast.asnumpy(), p_plain.asnumpy(), err_msg=p_fast.name)

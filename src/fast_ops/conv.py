@@ -16,13 +16,12 @@ the same ``weight`` of the same shape and initialisation, so checkpoints move fr
 between this path and the plain one (GPU, Ascend, export). The native kernels are
 CPU-only; :func:`resolve_conv_impl` picks the path.
 """
-import numpy as np
-
 import mindspore as ms
 import mindspore.nn as nn
 import mindspore.ops as ops
 
 from . import native
+from .kernels import depthwise_op, im2col_op, shuffle_permutation
 
 __all__ = ["PointwiseConv2d", "DepthwiseConv2d", "DenseConv3x3", "conv2d", "resolve_conv_impl",
            "fast_ops_available", "shuffle_permutation", "DENSE3X3_MAX_IN_CHANNELS"]
@@ -33,9 +32,6 @@ DENSE3X3_MAX_IN_CHANNELS = 16
 # columns (two transposes, one large matmul per group) instead of running B * group
 # small matmuls (measured on 2.0x: faster at 7x7, slower from 14x14 up).
 _FOLD_BATCH_BELOW_HW = 100
-
-_ops_cache = {}
-
 
 def fast_ops_available():
     """Whether the native kernels are built and loadable (builds them on first call)."""
@@ -63,54 +59,6 @@ def resolve_conv_impl(conv_impl):
             native.warn_once(f"conv_impl='fast' needs device_target CPU, but it is {device!r}")
         return "plain"
     return "fast" if native.library_path() is not None else "plain"
-
-
-def _custom(name, out_shape, out_dtype, bprop=None):
-    path = native.library_path(warn=False)
-    if path is None:
-        raise native.FastOpsUnavailable("the fast CPU convolution kernels are not built; use conv_impl='plain'")
-    return ops.Custom(f"{path}:{name}", out_shape=out_shape, out_dtype=out_dtype, func_type="aot", bprop=bprop)
-
-
-def _out_hw(shape, stride):
-    return (shape[2] - 1) // stride + 1, (shape[3] - 1) // stride + 1
-
-
-def shuffle_permutation(channels, groups):
-    """perm with ``channel_shuffle(x, groups)[:, k] == x[:, perm[k]]`` (src.shufflenetv1.channel_shuffle)."""
-    if channels % groups:
-        raise ValueError(f"channels={channels} is not divisible by shuffle groups={groups}")
-    return np.arange(channels).reshape(channels // groups, groups).transpose(1, 0).reshape(channels)
-
-
-def _depthwise_op(stride):
-    key = ("dw", stride)
-    if key not in _ops_cache:
-        backward = _custom(f"fast_dw3x3_bwd_s{stride}", out_shape=lambda x, w, perm, dy: (x, w),
-                           out_dtype=lambda x, w, perm, dy: (x, w))
-
-        def bprop(x, weight, perm, out, dout):
-            dx, dweight = backward(x, weight, perm, dout)
-            return dx, dweight, ops.zeros_like(perm)
-
-        _ops_cache[key] = _custom(f"fast_dw3x3_fwd_s{stride}",
-                                  out_shape=lambda x, w, perm: (x[0], x[1], *_out_hw(x, stride)),
-                                  out_dtype=lambda x, w, perm: x, bprop=bprop)
-    return _ops_cache[key]
-
-
-def _im2col_op(stride):
-    key = ("im2col", stride)
-    if key not in _ops_cache:
-        col2im = _custom(f"fast_col2im3x3_s{stride}", out_shape=lambda cols, x: x, out_dtype=lambda cols, x: x)
-
-        def bprop(x, out, dout):
-            return (col2im(dout, x),)
-
-        _ops_cache[key] = _custom(f"fast_im2col3x3_s{stride}",
-                                  out_shape=lambda x: (x[0], x[1] * 9, *_out_hw(x, stride)),
-                                  out_dtype=lambda x: x, bprop=bprop)
-    return _ops_cache[key]
 
 
 class PointwiseConv2d(nn.Conv2d):
@@ -161,7 +109,7 @@ class DepthwiseConv2d(nn.Conv2d):
                          has_bias=False, weight_init=weight_init)
         self.shuffle_groups = shuffle_groups
         self.perm = ms.Tensor(shuffle_permutation(channels, shuffle_groups), ms.int32)
-        self.depthwise = _depthwise_op(stride)
+        self.depthwise = depthwise_op(stride)
 
     def construct(self, x):
         return self.depthwise(x, self.weight, self.perm)
@@ -180,7 +128,7 @@ class DenseConv3x3(nn.Conv2d):
             raise ValueError(f"stride={stride!r} is not supported by DenseConv3x3; choose 1 or 2")
         super().__init__(in_channels, out_channels, 3, stride=stride, pad_mode="pad", padding=1,
                          has_bias=False, weight_init=weight_init)
-        self.im2col = _im2col_op(stride)
+        self.im2col = im2col_op(stride)
         self.k = in_channels * 9
         self.bmm = ops.BatchMatMul()
 

@@ -22,7 +22,9 @@
 // never holds a kernel up.
 #include <sched.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
@@ -572,6 +574,219 @@ int col2im(int nparam, void **params, int *ndims, int64_t **shapes, const char *
   return 0;
 }
 
+// ---------------------------------------------------------------------------
+// Batch normalisation per channel over (B, H, W), optionally fused with the ReLU
+// that follows it. Statistics: per-plane mean and sum of squared deviations (the
+// plane is in cache for the second look), planes combined exactly (Chan et al.),
+// in double. Variance is the biased one (what the normalisation uses); the caller
+// turns it into the unbiased one for the moving average, like MindSpore's kernel.
+// ---------------------------------------------------------------------------
+constexpr int kBlock = 1024;  // float partial sums over at most this many values
+
+FAST_OPS_CLONES float block_sum(const float *x, int n) {
+  float s = 0.f;
+#pragma omp simd reduction(+ : s)
+  for (int i = 0; i < n; ++i) s += x[i];
+  return s;
+}
+
+FAST_OPS_CLONES float block_sq_dev(const float *x, int n, float mean) {
+  float s = 0.f;
+#pragma omp simd reduction(+ : s)
+  for (int i = 0; i < n; ++i) {
+    const float d = x[i] - mean;
+    s += d * d;
+  }
+  return s;
+}
+
+// sum(g) and sum(g * (x - mean)) with g = dy masked by y > 0 when relu.
+FAST_OPS_CLONES void block_grad_sums(const float *x, const float *y, const float *dy, int n, float mean, bool relu,
+                                     float *sg, float *sgx) {
+  float a = 0.f, b = 0.f;
+  if (relu) {
+#pragma omp simd reduction(+ : a, b)
+    for (int i = 0; i < n; ++i) {
+      const float g = y[i] > 0.f ? dy[i] : 0.f;
+      a += g;
+      b += g * (x[i] - mean);
+    }
+  } else {
+#pragma omp simd reduction(+ : a, b)
+    for (int i = 0; i < n; ++i) {
+      a += dy[i];
+      b += dy[i] * (x[i] - mean);
+    }
+  }
+  *sg = a;
+  *sgx = b;
+}
+
+FAST_OPS_CLONES void affine_plane(const float *x, float *y, int64_t n, float scale, float shift, bool relu) {
+  if (relu) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) {
+      const float v = x[i] * scale + shift;
+      y[i] = v > 0.f ? v : 0.f;
+    }
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) y[i] = x[i] * scale + shift;
+  }
+}
+
+// dx = k * (g - a - (x - mean) * c), g = dy masked by y > 0 when relu.
+FAST_OPS_CLONES void grad_plane(const float *x, const float *y, const float *dy, float *dx, int64_t n, float mean,
+                                float k, float a, float c, bool relu) {
+  if (relu) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) {
+      const float g = y[i] > 0.f ? dy[i] : 0.f;
+      dx[i] = k * (g - a - (x[i] - mean) * c);
+    }
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) dx[i] = k * (dy[i] - a - (x[i] - mean) * c);
+  }
+}
+
+bool check_bn(int nparam, int expected, int *ndims, const char **dtypes, int64_t **shapes, const char *layout) {
+  // layout: one letter per param, 'T' = (B, C, H, W) float32, 'c' = (C,) float32, 'e' = (1,) float32.
+  if (nparam != expected || static_cast<int>(std::strlen(layout)) != nparam) return false;
+  int64_t channels = -1;
+  for (int i = 0; i < nparam; ++i) {
+    if (!is_f32(dtypes[i])) return false;
+    if (layout[i] == 'T') {
+      if (ndims[i] != 4) return false;
+      if (channels < 0) channels = shapes[i][1];
+      if (shapes[i][1] != channels) return false;
+    }
+  }
+  for (int i = 0; i < nparam; ++i) {
+    if (layout[i] == 'c' && (ndims[i] != 1 || shapes[i][0] != channels)) return false;
+    if (layout[i] == 'e' && (ndims[i] != 1 || shapes[i][0] != 1)) return false;
+  }
+  return true;
+}
+
+// Training forward: inputs x, gamma, beta, eps; outputs y, mean, var (biased).
+int bn_train_forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int relu) {
+  if (!check_bn(nparam, 7, ndims, dtypes, shapes, "TcceTcc")) return 1;
+  const Dims d = dims4(shapes[0]);
+  const float *x = static_cast<const float *>(params[0]);
+  const float *gamma = static_cast<const float *>(params[1]);
+  const float *beta = static_cast<const float *>(params[2]);
+  const float eps = *static_cast<const float *>(params[3]);
+  float *y = static_cast<float *>(params[4]);
+  float *mean_out = static_cast<float *>(params[5]);
+  float *var_out = static_cast<float *>(params[6]);
+  const int64_t hw = d.h * d.w, n = d.b * hw;
+  parallel_for(d.c, [&](int64_t c) {
+    thread_local std::vector<double> plane_mean;
+    if (static_cast<int64_t>(plane_mean.size()) < d.b) plane_mean.resize(d.b);
+    double m2 = 0.0, total = 0.0;
+    for (int64_t b = 0; b < d.b; ++b) {
+      const float *xp = x + (b * d.c + c) * hw;
+      double s = 0.0;
+      for (int64_t i = 0; i < hw; i += kBlock) s += block_sum(xp + i, static_cast<int>(std::min<int64_t>(kBlock, hw - i)));
+      const double pm = s / static_cast<double>(hw);
+      plane_mean[b] = pm;
+      total += s;
+      for (int64_t i = 0; i < hw; i += kBlock) {
+        m2 += block_sq_dev(xp + i, static_cast<int>(std::min<int64_t>(kBlock, hw - i)), static_cast<float>(pm));
+      }
+    }
+    const double mean = total / static_cast<double>(n);
+    for (int64_t b = 0; b < d.b; ++b) m2 += static_cast<double>(hw) * (plane_mean[b] - mean) * (plane_mean[b] - mean);
+    const double var = m2 / static_cast<double>(n);
+    const double invstd = 1.0 / std::sqrt(var + static_cast<double>(eps));
+    const float scale = static_cast<float>(gamma[c] * invstd);
+    const float shift = static_cast<float>(beta[c] - mean * gamma[c] * invstd);
+    for (int64_t b = 0; b < d.b; ++b) {
+      const int64_t off = (b * d.c + c) * hw;
+      affine_plane(x + off, y + off, hw, scale, shift, relu != 0);
+    }
+    mean_out[c] = static_cast<float>(mean);
+    var_out[c] = static_cast<float>(var);
+  });
+  return 0;
+}
+
+// Backward, training (batch statistics) or inference (fixed statistics):
+// inputs x, gamma, mean, var, eps, y, dy; outputs dx, dgamma, dbeta.
+int bn_backward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int relu,
+                bool training) {
+  if (!check_bn(nparam, 10, ndims, dtypes, shapes, "TccceTTTcc")) return 1;
+  const Dims d = dims4(shapes[0]);
+  const float *x = static_cast<const float *>(params[0]);
+  const float *gamma = static_cast<const float *>(params[1]);
+  const float *mean_in = static_cast<const float *>(params[2]);
+  const float *var_in = static_cast<const float *>(params[3]);
+  const float eps = *static_cast<const float *>(params[4]);
+  const float *y = static_cast<const float *>(params[5]);
+  const float *dy = static_cast<const float *>(params[6]);
+  float *dx = static_cast<float *>(params[7]);
+  float *dgamma = static_cast<float *>(params[8]);
+  float *dbeta = static_cast<float *>(params[9]);
+  const int64_t hw = d.h * d.w, n = d.b * hw;
+  parallel_for(d.c, [&](int64_t c) {
+    const float mean = mean_in[c];
+    const double invstd = 1.0 / std::sqrt(static_cast<double>(var_in[c]) + static_cast<double>(eps));
+    double sg = 0.0, sgx = 0.0;
+    for (int64_t b = 0; b < d.b; ++b) {
+      const int64_t off = (b * d.c + c) * hw;
+      for (int64_t i = 0; i < hw; i += kBlock) {
+        float a, bb;
+        block_grad_sums(x + off + i, y + off + i, dy + off + i, static_cast<int>(std::min<int64_t>(kBlock, hw - i)),
+                        mean, relu != 0, &a, &bb);
+        sg += a;
+        sgx += bb;
+      }
+    }
+    const double g_gamma = sgx * invstd;
+    dbeta[c] = static_cast<float>(sg);
+    dgamma[c] = static_cast<float>(g_gamma);
+    const float k = static_cast<float>(gamma[c] * invstd);
+    const float a = training ? static_cast<float>(sg / static_cast<double>(n)) : 0.f;
+    const float cc = training ? static_cast<float>(g_gamma * invstd / static_cast<double>(n)) : 0.f;
+    for (int64_t b = 0; b < d.b; ++b) {
+      const int64_t off = (b * d.c + c) * hw;
+      grad_plane(x + off, y + off, dy + off, dx + off, hw, mean, k, a, cc, relu != 0);
+    }
+  });
+  return 0;
+}
+
+int bn_train_backward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int relu) {
+  return bn_backward(nparam, params, ndims, shapes, dtypes, relu, true);
+}
+
+int bn_infer_backward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int relu) {
+  return bn_backward(nparam, params, ndims, shapes, dtypes, relu, false);
+}
+
+// Inference forward: inputs x, gamma, beta, moving_mean, moving_var, eps; output y.
+int bn_infer_forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int relu) {
+  if (!check_bn(nparam, 7, ndims, dtypes, shapes, "TcccceT")) return 1;
+  const Dims d = dims4(shapes[0]);
+  const float *x = static_cast<const float *>(params[0]);
+  const float *gamma = static_cast<const float *>(params[1]);
+  const float *beta = static_cast<const float *>(params[2]);
+  const float *mean = static_cast<const float *>(params[3]);
+  const float *var = static_cast<const float *>(params[4]);
+  const float eps = *static_cast<const float *>(params[5]);
+  float *y = static_cast<float *>(params[6]);
+  const int64_t hw = d.h * d.w;
+  parallel_for(d.b * d.c, [&](int64_t p) {
+    const int64_t c = p % d.c;
+    const double invstd = 1.0 / std::sqrt(static_cast<double>(var[c]) + static_cast<double>(eps));
+    const float scale = static_cast<float>(gamma[c] * invstd);
+    const float shift = static_cast<float>(beta[c] - mean[c] * gamma[c] * invstd);
+    affine_plane(x + p * hw, y + p * hw, hw, scale, shift, relu != 0);
+  });
+  return 0;
+}
+
 }  // namespace
 
 #define FAST_OPS_ENTRY(name, impl, stride)                                                                 \
@@ -588,9 +803,17 @@ FAST_OPS_ENTRY(fast_im2col3x3_s1, im2col, 1)
 FAST_OPS_ENTRY(fast_im2col3x3_s2, im2col, 2)
 FAST_OPS_ENTRY(fast_col2im3x3_s1, col2im, 1)
 FAST_OPS_ENTRY(fast_col2im3x3_s2, col2im, 2)
+FAST_OPS_ENTRY(fast_bn_train_fwd, bn_train_forward, 0)
+FAST_OPS_ENTRY(fast_bn_train_fwd_relu, bn_train_forward, 1)
+FAST_OPS_ENTRY(fast_bn_train_bwd, bn_train_backward, 0)
+FAST_OPS_ENTRY(fast_bn_train_bwd_relu, bn_train_backward, 1)
+FAST_OPS_ENTRY(fast_bn_infer_fwd, bn_infer_forward, 0)
+FAST_OPS_ENTRY(fast_bn_infer_fwd_relu, bn_infer_forward, 1)
+FAST_OPS_ENTRY(fast_bn_infer_bwd, bn_infer_backward, 0)
+FAST_OPS_ENTRY(fast_bn_infer_bwd_relu, bn_infer_backward, 1)
 
 // Lets the loader check that the library it found is one of ours and of this version.
-extern "C" int fast_ops_abi_version() { return 2; }
+extern "C" int fast_ops_abi_version() { return 3; }
 
 // Threads the kernels use (the caller plus the pool's workers).
 extern "C" int fast_ops_num_threads() { return Pool::instance().threads(); }

@@ -1,0 +1,101 @@
+"""The native kernels of ``fast_ops.cc`` as MindSpore AOT custom ops, each with its backward.
+
+One ``ops.Custom`` per kernel and process (cached here); the Cells of ``conv`` and
+``norm`` call them. All work in GRAPH and PYNATIVE mode, float32, NCHW, on CPU.
+"""
+import numpy as np
+
+import mindspore.ops as ops
+
+from . import native
+
+__all__ = ["depthwise_op", "im2col_op", "bn_train_op", "bn_infer_op", "shuffle_permutation"]
+
+_cache = {}
+
+
+def _custom(name, out_shape, out_dtype, bprop=None):
+    path = native.library_path(warn=False)
+    if path is None:
+        raise native.FastOpsUnavailable("the fast CPU kernels are not built; use conv_impl='plain'")
+    return ops.Custom(f"{path}:{name}", out_shape=out_shape, out_dtype=out_dtype, func_type="aot", bprop=bprop)
+
+
+def _cached(key, make):
+    if key not in _cache:
+        _cache[key] = make()
+    return _cache[key]
+
+
+def _out_hw(shape, stride):
+    return (shape[2] - 1) // stride + 1, (shape[3] - 1) // stride + 1
+
+
+def shuffle_permutation(channels, groups):
+    """perm with ``channel_shuffle(x, groups)[:, k] == x[:, perm[k]]`` (src.shufflenetv1.channel_shuffle)."""
+    if channels % groups:
+        raise ValueError(f"channels={channels} is not divisible by shuffle groups={groups}")
+    return np.arange(channels).reshape(channels // groups, groups).transpose(1, 0).reshape(channels)
+
+
+def depthwise_op(stride):
+    """(x, weight (C, 1, 3, 3), perm (C,) int32) -> 3x3 depthwise conv, pad 1, of x[:, perm]."""
+    def make():
+        backward = _custom(f"fast_dw3x3_bwd_s{stride}", out_shape=lambda x, w, perm, dy: (x, w),
+                           out_dtype=lambda x, w, perm, dy: (x, w))
+
+        def bprop(x, weight, perm, out, dout):
+            dx, dweight = backward(x, weight, perm, dout)
+            return dx, dweight, ops.zeros_like(perm)
+
+        return _custom(f"fast_dw3x3_fwd_s{stride}", out_shape=lambda x, w, perm: (x[0], x[1], *_out_hw(x, stride)),
+                       out_dtype=lambda x, w, perm: x, bprop=bprop)
+    return _cached(("dw", stride), make)
+
+
+def im2col_op(stride):
+    """x (B, C, H, W) -> columns (B, C * 9, Ho, Wo) of a 3x3, pad 1 convolution."""
+    def make():
+        col2im = _custom(f"fast_col2im3x3_s{stride}", out_shape=lambda cols, x: x, out_dtype=lambda cols, x: x)
+
+        def bprop(x, out, dout):
+            return (col2im(dout, x),)
+
+        return _custom(f"fast_im2col3x3_s{stride}", out_shape=lambda x: (x[0], x[1] * 9, *_out_hw(x, stride)),
+                       out_dtype=lambda x: x, bprop=bprop)
+    return _cached(("im2col", stride), make)
+
+
+def bn_train_op(relu):
+    """(x, gamma, beta, eps (1,)) -> (y, batch mean, biased batch variance); y through ReLU if ``relu``."""
+    suffix = "_relu" if relu else ""
+
+    def make():
+        backward = _custom(f"fast_bn_train_bwd{suffix}", out_shape=lambda x, g, m, v, e, y, dy: (x, g, g),
+                           out_dtype=lambda x, g, m, v, e, y, dy: (x, g, g))
+
+        def bprop(x, gamma, beta, eps, out, dout):
+            y, mean, var = out
+            dx, dgamma, dbeta = backward(x, gamma, mean, var, eps, y, dout[0])
+            return dx, dgamma, dbeta, ops.zeros_like(eps)
+
+        return _custom(f"fast_bn_train_fwd{suffix}", out_shape=lambda x, g, b, e: (x, g, g),
+                       out_dtype=lambda x, g, b, e: (x, g, g), bprop=bprop)
+    return _cached(("bn_train", relu), make)
+
+
+def bn_infer_op(relu):
+    """(x, gamma, beta, moving_mean, moving_variance, eps (1,)) -> y; through ReLU if ``relu``."""
+    suffix = "_relu" if relu else ""
+
+    def make():
+        backward = _custom(f"fast_bn_infer_bwd{suffix}", out_shape=lambda x, g, m, v, e, y, dy: (x, g, g),
+                           out_dtype=lambda x, g, m, v, e, y, dy: (x, g, g))
+
+        def bprop(x, gamma, beta, mean, var, eps, out, dout):
+            dx, dgamma, dbeta = backward(x, gamma, mean, var, eps, out, dout)
+            return dx, dgamma, dbeta, ops.zeros_like(mean), ops.zeros_like(var), ops.zeros_like(eps)
+
+        return _custom(f"fast_bn_infer_fwd{suffix}", out_shape=lambda x, *rest: x, out_dtype=lambda x, *rest: x,
+                       bprop=bprop)
+    return _cached(("bn_infer", relu), make)
