@@ -11,7 +11,7 @@ import mindspore.nn as nn
 import mindspore.ops as ops
 from mindspore.common.initializer import XavierUniform
 
-from .fast_ops import conv2d, resolve_conv_impl
+from .fast_ops import batchnorm, conv2d, resolve_conv_impl
 
 __all__ = ["ShuffleNetV1", "ShuffleV1Block", "channel_shuffle", "STAGE_CHANNELS",
            "MODEL_SIZES", "GROUPS", "STAGE_REPEATS", "POOL_PADS", "CONV_IMPLS", "shufflenetv1",
@@ -96,17 +96,16 @@ class ShuffleV1Block(nn.Cell):
         self.branch_main_1 = nn.SequentialCell([
             conv2d(in_channels, mid_channels, 1, stride=1, pad_mode="pad", padding=0,
                    group=group if first_group else 1, has_bias=False, fast=fast),
-            nn.BatchNorm2d(mid_channels),
-            nn.ReLU(),
+            *batchnorm(mid_channels, fast, relu=True),
         ])
         self.branch_main_2 = nn.SequentialCell([
             conv2d(mid_channels, mid_channels, 3, stride=stride, pad_mode="pad", padding=1,
                    group=mid_channels, has_bias=False, fast=fast,
                    shuffle_groups=group if self.shuffle_in_conv else 1),
-            nn.BatchNorm2d(mid_channels),
+            *batchnorm(mid_channels, fast),
             conv2d(mid_channels, main_out, 1, stride=1, pad_mode="pad", padding=0,
                    group=group, has_bias=False, fast=fast),
-            nn.BatchNorm2d(main_out),
+            *batchnorm(main_out, fast),
         ])
         if stride == 2:
             self.branch_proj = _pool("avg", pool_pad)
@@ -158,8 +157,7 @@ class ShuffleNetV1(nn.Cell):
         self.first_conv = nn.SequentialCell([
             conv2d(3, stem, 3, stride=2, pad_mode="pad", padding=1, has_bias=False,
                    weight_init=XavierUniform(), fast=fast),
-            nn.BatchNorm2d(stem),
-            nn.ReLU(),
+            *batchnorm(stem, fast, relu=True),
         ])
         self.maxpool = _pool("max", pool_pad)
 
