@@ -13,10 +13,10 @@ def main(argv=None):
     try:
         path = build_library()
     except FastOpsUnavailable as err:
-        print(f"fast CPU convolutions unavailable, the plain nn.Conv2d path will be used: {err}",
+        print(f"fast CPU kernels unavailable, the plain nn.Conv2d path will be used: {err}",
               file=sys.stderr)
         return 1
-    print(f"fast CPU convolution kernels: {path} (cache: {cache_dir()})")
+    print(f"fast CPU kernels: {path} (cache: {cache_dir()})")
     return 0
 
 

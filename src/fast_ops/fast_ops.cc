@@ -651,7 +651,8 @@ FAST_OPS_CLONES void grad_plane(const float *x, const float *y, const float *dy,
 }
 
 bool check_bn(int nparam, int expected, int *ndims, const char **dtypes, int64_t **shapes, const char *layout) {
-  // layout: one letter per param, 'T' = (B, C, H, W) float32, 'c' = (C,) float32, 'e' = (1,) float32.
+  // layout: one letter per param, 'T' = (B, C, H, W) float32, 'c' = (C,) float32,
+  // 'h' = (2,) float32 hyper-parameters (eps, momentum of the batch statistic).
   if (nparam != expected || static_cast<int>(std::strlen(layout)) != nparam) return false;
   int64_t channels = -1;
   for (int i = 0; i < nparam; ++i) {
@@ -664,22 +665,29 @@ bool check_bn(int nparam, int expected, int *ndims, const char **dtypes, int64_t
   }
   for (int i = 0; i < nparam; ++i) {
     if (layout[i] == 'c' && (ndims[i] != 1 || shapes[i][0] != channels)) return false;
-    if (layout[i] == 'e' && (ndims[i] != 1 || shapes[i][0] != 1)) return false;
+    if (layout[i] == 'h' && (ndims[i] != 1 || shapes[i][0] != 2)) return false;
   }
   return true;
 }
 
-// Training forward: inputs x, gamma, beta, eps; outputs y, mean, var (biased).
+// Training forward: inputs x, gamma, beta, moving_mean, moving_var, hyper (eps, momentum);
+// outputs y, mean, var (biased: the normalisation's), and the updated moving mean and
+// variance: (1 - momentum) * old + momentum * batch, with the unbiased batch variance.
 int bn_train_forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int relu) {
-  if (!check_bn(nparam, 7, ndims, dtypes, shapes, "TcceTcc")) return 1;
+  if (!check_bn(nparam, 11, ndims, dtypes, shapes, "TcccchTcccc")) return 1;
   const Dims d = dims4(shapes[0]);
   const float *x = static_cast<const float *>(params[0]);
   const float *gamma = static_cast<const float *>(params[1]);
   const float *beta = static_cast<const float *>(params[2]);
-  const float eps = *static_cast<const float *>(params[3]);
-  float *y = static_cast<float *>(params[4]);
-  float *mean_out = static_cast<float *>(params[5]);
-  float *var_out = static_cast<float *>(params[6]);
+  const float *moving_mean = static_cast<const float *>(params[3]);
+  const float *moving_var = static_cast<const float *>(params[4]);
+  const float eps = static_cast<const float *>(params[5])[0];
+  const double momentum = static_cast<const float *>(params[5])[1];
+  float *y = static_cast<float *>(params[6]);
+  float *mean_out = static_cast<float *>(params[7]);
+  float *var_out = static_cast<float *>(params[8]);
+  float *moving_mean_out = static_cast<float *>(params[9]);
+  float *moving_var_out = static_cast<float *>(params[10]);
   const int64_t hw = d.h * d.w, n = d.b * hw;
   parallel_for(d.c, [&](int64_t c) {
     thread_local std::vector<double> plane_mean;
@@ -708,21 +716,24 @@ int bn_train_forward(int nparam, void **params, int *ndims, int64_t **shapes, co
     }
     mean_out[c] = static_cast<float>(mean);
     var_out[c] = static_cast<float>(var);
+    const double unbiased = n > 1 ? m2 / static_cast<double>(n - 1) : var;
+    moving_mean_out[c] = static_cast<float>((1.0 - momentum) * moving_mean[c] + momentum * mean);
+    moving_var_out[c] = static_cast<float>((1.0 - momentum) * moving_var[c] + momentum * unbiased);
   });
   return 0;
 }
 
 // Backward, training (batch statistics) or inference (fixed statistics):
-// inputs x, gamma, mean, var, eps, y, dy; outputs dx, dgamma, dbeta.
+// inputs x, gamma, mean, var, hyper, y, dy; outputs dx, dgamma, dbeta.
 int bn_backward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int relu,
                 bool training) {
-  if (!check_bn(nparam, 10, ndims, dtypes, shapes, "TccceTTTcc")) return 1;
+  if (!check_bn(nparam, 10, ndims, dtypes, shapes, "TccchTTTcc")) return 1;
   const Dims d = dims4(shapes[0]);
   const float *x = static_cast<const float *>(params[0]);
   const float *gamma = static_cast<const float *>(params[1]);
   const float *mean_in = static_cast<const float *>(params[2]);
   const float *var_in = static_cast<const float *>(params[3]);
-  const float eps = *static_cast<const float *>(params[4]);
+  const float eps = static_cast<const float *>(params[4])[0];
   const float *y = static_cast<const float *>(params[5]);
   const float *dy = static_cast<const float *>(params[6]);
   float *dx = static_cast<float *>(params[7]);
@@ -765,16 +776,16 @@ int bn_infer_backward(int nparam, void **params, int *ndims, int64_t **shapes, c
   return bn_backward(nparam, params, ndims, shapes, dtypes, relu, false);
 }
 
-// Inference forward: inputs x, gamma, beta, moving_mean, moving_var, eps; output y.
+// Inference forward: inputs x, gamma, beta, moving_mean, moving_var, hyper; output y.
 int bn_infer_forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int relu) {
-  if (!check_bn(nparam, 7, ndims, dtypes, shapes, "TcccceT")) return 1;
+  if (!check_bn(nparam, 7, ndims, dtypes, shapes, "TcccchT")) return 1;
   const Dims d = dims4(shapes[0]);
   const float *x = static_cast<const float *>(params[0]);
   const float *gamma = static_cast<const float *>(params[1]);
   const float *beta = static_cast<const float *>(params[2]);
   const float *mean = static_cast<const float *>(params[3]);
   const float *var = static_cast<const float *>(params[4]);
-  const float eps = *static_cast<const float *>(params[5]);
+  const float eps = static_cast<const float *>(params[5])[0];
   float *y = static_cast<float *>(params[6]);
   const int64_t hw = d.h * d.w;
   parallel_for(d.b * d.c, [&](int64_t p) {
@@ -813,7 +824,7 @@ FAST_OPS_ENTRY(fast_bn_infer_bwd, bn_infer_backward, 0)
 FAST_OPS_ENTRY(fast_bn_infer_bwd_relu, bn_infer_backward, 1)
 
 // Lets the loader check that the library it found is one of ours and of this version.
-extern "C" int fast_ops_abi_version() { return 3; }
+extern "C" int fast_ops_abi_version() { return 4; }
 
 // Threads the kernels use (the caller plus the pool's workers).
 extern "C" int fast_ops_num_threads() { return Pool::instance().threads(); }

@@ -67,34 +67,36 @@ def im2col_op(stride):
 
 
 def bn_train_op(relu):
-    """(x, gamma, beta, eps (1,)) -> (y, batch mean, biased batch variance); y through ReLU if ``relu``."""
+    """(x, gamma, beta, moving_mean, moving_variance, hyper (eps, momentum)) ->
+    (y, batch mean, biased batch variance, new moving mean, new moving variance); y through ReLU if ``relu``."""
     suffix = "_relu" if relu else ""
 
     def make():
-        backward = _custom(f"fast_bn_train_bwd{suffix}", out_shape=lambda x, g, m, v, e, y, dy: (x, g, g),
-                           out_dtype=lambda x, g, m, v, e, y, dy: (x, g, g))
+        backward = _custom(f"fast_bn_train_bwd{suffix}", out_shape=lambda x, g, m, v, h, y, dy: (x, g, g),
+                           out_dtype=lambda x, g, m, v, h, y, dy: (x, g, g))
 
-        def bprop(x, gamma, beta, eps, out, dout):
-            y, mean, var = out
-            dx, dgamma, dbeta = backward(x, gamma, mean, var, eps, y, dout[0])
-            return dx, dgamma, dbeta, ops.zeros_like(eps)
+        def bprop(x, gamma, beta, moving_mean, moving_var, hyper, out, dout):
+            y, mean, var, _, _ = out
+            dx, dgamma, dbeta = backward(x, gamma, mean, var, hyper, y, dout[0])
+            return (dx, dgamma, dbeta, ops.zeros_like(moving_mean), ops.zeros_like(moving_var),
+                    ops.zeros_like(hyper))
 
-        return _custom(f"fast_bn_train_fwd{suffix}", out_shape=lambda x, g, b, e: (x, g, g),
-                       out_dtype=lambda x, g, b, e: (x, g, g), bprop=bprop)
+        return _custom(f"fast_bn_train_fwd{suffix}", out_shape=lambda x, g, b, m, v, h: (x, g, g, g, g),
+                       out_dtype=lambda x, g, b, m, v, h: (x, g, g, g, g), bprop=bprop)
     return _cached(("bn_train", relu), make)
 
 
 def bn_infer_op(relu):
-    """(x, gamma, beta, moving_mean, moving_variance, eps (1,)) -> y; through ReLU if ``relu``."""
+    """(x, gamma, beta, moving_mean, moving_variance, hyper (eps, momentum)) -> y; through ReLU if ``relu``."""
     suffix = "_relu" if relu else ""
 
     def make():
-        backward = _custom(f"fast_bn_infer_bwd{suffix}", out_shape=lambda x, g, m, v, e, y, dy: (x, g, g),
-                           out_dtype=lambda x, g, m, v, e, y, dy: (x, g, g))
+        backward = _custom(f"fast_bn_infer_bwd{suffix}", out_shape=lambda x, g, m, v, h, y, dy: (x, g, g),
+                           out_dtype=lambda x, g, m, v, h, y, dy: (x, g, g))
 
-        def bprop(x, gamma, beta, mean, var, eps, out, dout):
-            dx, dgamma, dbeta = backward(x, gamma, mean, var, eps, out, dout)
-            return dx, dgamma, dbeta, ops.zeros_like(mean), ops.zeros_like(var), ops.zeros_like(eps)
+        def bprop(x, gamma, beta, mean, var, hyper, out, dout):
+            dx, dgamma, dbeta = backward(x, gamma, mean, var, hyper, out, dout)
+            return dx, dgamma, dbeta, ops.zeros_like(mean), ops.zeros_like(var), ops.zeros_like(hyper)
 
         return _custom(f"fast_bn_infer_fwd{suffix}", out_shape=lambda x, *rest: x, out_dtype=lambda x, *rest: x,
                        bprop=bprop)

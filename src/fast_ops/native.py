@@ -27,7 +27,7 @@ SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fast_ops.cc")
 # The compiler; tests point it at a missing path to exercise the fallback.
 CXX = os.environ.get("CXX", "g++")
 CXXFLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-fopenmp-simd", "-pthread", "-fno-math-errno")
-ABI_VERSION = 3
+ABI_VERSION = 4
 
 _lock = threading.Lock()
 _state = {"path": None, "error": None, "warned": False}

@@ -32,22 +32,19 @@ class BatchNorm2d(nn.BatchNorm2d):
     def __init__(self, num_features, relu=False, eps=1e-5, momentum=0.9):
         super().__init__(num_features, eps=eps, momentum=momentum)
         self.fused_relu = relu
-        self.eps_tensor = ms.Tensor([eps], ms.float32)
+        # eps and the weight of the batch statistic (nn.BatchNorm2d keeps 1 - momentum).
+        self.hyper = ms.Tensor([eps, self.momentum], ms.float32)
         self.train_kernel = bn_train_op(relu)
         self.infer_kernel = bn_infer_op(relu)
 
     def construct(self, x):
         if self.training:
-            y, mean, var = self.train_kernel(x, self.gamma, self.beta, self.eps_tensor)
-            # nn.BatchNorm2d stores momentum as the weight of the new batch statistic, and
-            # MindSpore's kernel feeds the unbiased variance into the moving average.
-            n = x.shape[0] * x.shape[2] * x.shape[3]
-            new = self.momentum
-            ops.assign(self.moving_mean, self.moving_mean * (1.0 - new) + mean * new)
-            ops.assign(self.moving_variance,
-                       self.moving_variance * (1.0 - new) + var * (new * n / max(n - 1, 1)))
+            y, _, _, moving_mean, moving_variance = self.train_kernel(
+                x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.hyper)
+            ops.assign(self.moving_mean, moving_mean)
+            ops.assign(self.moving_variance, moving_variance)
             return y
-        return self.infer_kernel(x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.eps_tensor)
+        return self.infer_kernel(x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.hyper)
 
 
 def batchnorm(num_features, fast, relu=False):
