@@ -16,7 +16,7 @@ from src.callbacks import (CheckpointSaver, RunLog, RunLogWriter, StopOnSignal, 
                            ValAccMonitor, list_checkpoints, verify_checkpoint)
 from src.checkpoint_utils import CheckpointError, load_pretrained, read_checkpoint
 from src.crossentropysmooth import CrossEntropySmooth
-from src.dataset import DatasetError, create_dataset, dataset_error_message
+from src.dataset import DatasetError, create_dataset, dataset_error_message, default_num_workers
 from src.lr_generator import get_lr
 from src.metrics import eval_metrics
 from src.model_utils.config import get_config, load_config, save_config
@@ -58,7 +58,16 @@ def set_context(cfg):
     rank, group_size = 0, 1
     if cfg.is_distributed:
         from mindspore.communication import get_group_size, get_rank, init  # pylint: disable=import-outside-toplevel
-        ms.set_device(cfg.device_target)
+        if not any(os.getenv(k) for k in ("MS_ROLE", "RANK_TABLE_FILE", "MINDSPORE_HCCL_CONFIG_PATH",
+                                           "OMPI_COMM_WORLD_RANK")):
+            raise SetupError("is_distributed=True needs a launcher that starts one process per device: "
+                             "scripts/run_distribute_train.sh (Ascend), scripts/run_distribute_train_gpu.sh (GPU) "
+                             "or scripts/run_distribute_train_cpu.sh (CPU); for one device use --is_distributed False")
+        if os.getenv("MS_ROLE"):  # msrun: MindSpore gives each rank its device
+            ms.set_device(cfg.device_target)
+        else:  # rank table: DEVICE_ID from the launch script; mpirun: the local rank
+            ms.set_device(cfg.device_target,
+                          int(os.getenv("OMPI_COMM_WORLD_LOCAL_RANK", str(get_device_id(cfg.device_id)))))
         init()
         rank, group_size = get_rank(), get_group_size()
         ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
@@ -86,8 +95,15 @@ def output_dir(cfg, rank, group_size):
 
 
 def build_datasets(cfg, rank, group_size):
-    """(train, eval or None) datasets: train/eval folders, or one folder split for transfer learning."""
+    """(train, eval or None) datasets: train/eval folders, or one folder split for transfer learning.
+
+    Distributed, each rank trains on its own shard (1/group_size of the images; MindSpore pads the
+    shards to equal length by repeating up to group_size - 1 images). Evaluation runs on rank 0 only.
+    """
     workers = cfg.num_parallel_workers
+    if not workers and group_size > 1:
+        # the ranks on this machine share its cores (mpirun says how many are local; else all are assumed local)
+        workers = default_num_workers(int(os.getenv("OMPI_COMM_WORLD_LOCAL_SIZE", str(group_size))))
     eval_batch = cfg.eval_batch_size or cfg.batch_size
     if cfg.dataset_path and not cfg.train_dataset_path:
         from transfer_dataset_process import create_flower_dataset  # pylint: disable=import-outside-toplevel
