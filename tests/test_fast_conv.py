@@ -107,16 +107,27 @@ def test_depthwise_with_fused_shuffle_matches_shuffle_then_conv2d(mode, stride, 
     check_against_plain(fast, plain, (2, channels, 7, 6), prep=_Shuffle(groups))
 
 
+@pytest.fixture(params=["onednn", "batchmatmul"])
+def gemm(request, monkeypatch):
+    """Both ways of the 1x1 kernels: oneDNN's sgemm (native) and MindSpore's BatchMatMul (its fallback)."""
+    if request.param == "batchmatmul":
+        monkeypatch.setattr(fast_conv, "gemm_available", lambda: False)
+    else:
+        assert kernels.gemm_available(), "oneDNN's sgemm not found in MindSpore's process"
+    return request.param
+
+
 @pytest.mark.parametrize("cin,cout,group,hw", [(6, 9, 3, (5, 7)), (6, 9, 3, (11, 12)), (4, 5, 1, (3, 5)),
                                                (16, 8, 8, (2, 3))])
-def test_pointwise_matches_conv2d(mode, cin, cout, group, hw):
+def test_pointwise_matches_conv2d(mode, gemm, cin, cout, group, hw):
     fast = PointwiseConv2d(cin, cout, group=group)
+    assert fast.use_gemm == (gemm == "onednn")
     plain = nn.Conv2d(cin, cout, 1, pad_mode="pad", padding=0, group=group, has_bias=False)
     check_against_plain(fast, plain, (3, cin, *hw))
 
 
 @pytest.mark.parametrize("stride,shape", [(2, (2, 3, 9, 11)), (1, (2, 2, 6, 5)), (2, (1, 3, 8, 8))])
-def test_dense3x3_matches_conv2d(mode, stride, shape):
+def test_dense3x3_matches_conv2d(mode, gemm, stride, shape):
     fast = DenseConv3x3(shape[1], 5, stride=stride)
     plain = nn.Conv2d(shape[1], 5, 3, stride=stride, pad_mode="pad", padding=1, has_bias=False)
     check_against_plain(fast, plain, shape)

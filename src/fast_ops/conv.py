@@ -21,7 +21,7 @@ import mindspore.nn as nn
 import mindspore.ops as ops
 
 from . import native
-from .kernels import depthwise_op, im2col_op, shuffle_permutation
+from .kernels import depthwise_op, gemm_available, im2col_op, pointwise_op, shuffle_permutation
 
 __all__ = ["PointwiseConv2d", "DepthwiseConv2d", "DenseConv3x3", "conv2d", "resolve_conv_impl",
            "fast_ops_available", "shuffle_permutation", "DENSE3X3_MAX_IN_CHANNELS"]
@@ -62,11 +62,12 @@ def resolve_conv_impl(conv_impl):
 
 
 class PointwiseConv2d(nn.Conv2d):
-    """1x1 convolution (stride 1, no bias, any ``group``) as a batched matmul.
+    """1x1 convolution (stride 1, no bias, any ``group``) as matrix products.
 
     Same arguments, parameter and function as ``nn.Conv2d(in_channels, out_channels, 1,
-    pad_mode="pad", group=group, has_bias=False)``; runs at matmul speed on CPU, where
-    MindSpore 2.10's grouped Conv2d falls to a reference kernel.
+    pad_mode="pad", group=group, has_bias=False)``; on CPU, MindSpore 2.10's grouped
+    Conv2d falls to a reference kernel. Runs one oneDNN sgemm per image and group in a
+    native kernel, or (where oneDNN's sgemm is not found) MindSpore's BatchMatMul.
     """
 
     def __init__(self, in_channels, out_channels, group=1, weight_init=None):
@@ -74,11 +75,15 @@ class PointwiseConv2d(nn.Conv2d):
                          has_bias=False, weight_init=weight_init)
         self.cin_g = in_channels // group
         self.cout_g = out_channels // group
+        self.use_gemm = gemm_available()
+        self.gemm = pointwise_op() if self.use_gemm else None
         # The BatchMatMul primitive, not ops.matmul: its gradient uses the transpose
         # flags of BatchMatMul, where ops.matmul's inserts Transpose copies.
         self.bmm = ops.BatchMatMul()
 
     def construct(self, x):
+        if self.use_gemm:
+            return self.gemm(x, self.weight)
         b, _, h, w = x.shape
         g = self.group
         hw = h * w
@@ -120,7 +125,8 @@ class DenseConv3x3(nn.Conv2d):
 
     Same arguments, parameter and function as ``nn.Conv2d(in_channels, out_channels, 3,
     stride, pad_mode="pad", padding=1, has_bias=False)``; meant for few input channels
-    (the RGB stem), where MindSpore 2.10 falls to a reference kernel on CPU.
+    (the RGB stem), where MindSpore 2.10 falls to a reference kernel on CPU. The matmul
+    is the 1x1 kernel of :class:`PointwiseConv2d` applied to the columns.
     """
 
     def __init__(self, in_channels, out_channels, stride=1, weight_init=None):
@@ -130,10 +136,14 @@ class DenseConv3x3(nn.Conv2d):
                          has_bias=False, weight_init=weight_init)
         self.im2col = im2col_op(stride)
         self.k = in_channels * 9
+        self.use_gemm = gemm_available()
+        self.gemm = pointwise_op() if self.use_gemm else None
         self.bmm = ops.BatchMatMul()
 
     def construct(self, x):
         cols = self.im2col(x)
+        if self.use_gemm:
+            return self.gemm(cols, ops.reshape(self.weight, (self.out_channels, self.k, 1, 1)))
         b, _, h, w = cols.shape
         weight = ops.broadcast_to(ops.reshape(self.weight, (1, self.out_channels, self.k)),
                                   (b, self.out_channels, self.k))

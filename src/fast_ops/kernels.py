@@ -9,7 +9,7 @@ import mindspore.ops as ops
 
 from . import native
 
-__all__ = ["depthwise_op", "im2col_op", "bn_train_op", "bn_infer_op", "shuffle_permutation"]
+__all__ = ["pointwise_op", "gemm_available", "depthwise_op", "im2col_op", "bn_train_op", "bn_infer_op", "shuffle_permutation"]
 
 _cache = {}
 
@@ -36,6 +36,25 @@ def shuffle_permutation(channels, groups):
     if channels % groups:
         raise ValueError(f"channels={channels} is not divisible by shuffle groups={groups}")
     return np.arange(channels).reshape(channels // groups, groups).transpose(1, 0).reshape(channels)
+
+
+def gemm_available():
+    """Whether :func:`pointwise_op` can run (it needs oneDNN's sgemm in the process; cached)."""
+    return _cached("gemm", native.gemm_available)
+
+
+def pointwise_op():
+    """(x (B, Cin, H, W), weight (Cout, Cin / g, 1, 1)) -> 1x1 convolution with g groups, g from the shapes."""
+    def make():
+        backward = _custom("fast_pw_bwd", out_shape=lambda x, w, dy: (x, w), out_dtype=lambda x, w, dy: (x, w))
+
+        def bprop(x, weight, out, dout):
+            dx, dweight = backward(x, weight, dout)
+            return dx, dweight
+
+        return _custom("fast_pw_fwd", out_shape=lambda x, w: (x[0], w[0], x[2], x[3]), out_dtype=lambda x, w: x,
+                       bprop=bprop)
+    return _cached("pw", make)
 
 
 def depthwise_op(stride):

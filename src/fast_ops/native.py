@@ -20,14 +20,15 @@ import tempfile
 import threading
 import warnings
 
-__all__ = ["CXX", "CXXFLAGS", "SOURCE", "ABI_VERSION", "FastOpsUnavailable", "cache_dir", "library_path",
+__all__ = ["CXX", "CXXFLAGS", "LDLIBS", "gemm_available", "SOURCE", "ABI_VERSION", "FastOpsUnavailable", "cache_dir", "library_path",
            "build_library", "warn_once", "reset"]
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fast_ops.cc")
 # The compiler; tests point it at a missing path to exercise the fallback.
 CXX = os.environ.get("CXX", "g++")
 CXXFLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-fopenmp-simd", "-pthread", "-fno-math-errno")
-ABI_VERSION = 4
+LDLIBS = ("-ldl",)
+ABI_VERSION = 5
 
 _lock = threading.Lock()
 _state = {"path": None, "error": None, "warned": False}
@@ -78,7 +79,7 @@ def build_library(cxx=None, directory=None):
     exe, identity = _compiler_identity(cxx)
     with open(SOURCE, "rb") as handle:
         source = handle.read()
-    key = hashlib.sha256(b"\0".join([source, identity.encode(), " ".join(CXXFLAGS).encode()])).hexdigest()[:16]
+    key = hashlib.sha256(b"\0".join([source, identity.encode(), " ".join(CXXFLAGS + LDLIBS).encode()])).hexdigest()[:16]
     path = os.path.join(directory, f"fast_ops-{key}.so")
     if not os.path.exists(path):
         try:
@@ -88,7 +89,7 @@ def build_library(cxx=None, directory=None):
         except OSError as err:
             raise FastOpsUnavailable(f"cannot write to the build cache {directory}: {err}") from err
         try:
-            cmd = [exe, *CXXFLAGS, "-o", tmp, SOURCE]
+            cmd = [exe, *CXXFLAGS, "-o", tmp, SOURCE, *LDLIBS]
             try:
                 result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
             except (OSError, subprocess.SubprocessError) as err:
@@ -126,6 +127,15 @@ def library_path(warn=True):
         if _state["error"] is not None and warn:
             warn_once(_state["error"])
         return _state["path"]
+
+
+def gemm_available():
+    """Whether the 1x1 convolution kernels can use oneDNN's sgemm, which MindSpore loads (False without a library)."""
+    path = library_path(warn=False)
+    if path is None:
+        return False
+    import mindspore  # noqa: F401  (loads libdnnl.so.3 into the process)
+    return bool(ctypes.CDLL(path).fast_ops_gemm_available())
 
 
 def reset():
