@@ -171,6 +171,14 @@ def test_batchnorm_matches_nn_batchnorm(mode, relu, train):
         assert_close(g_f.asnumpy(), g_p.asnumpy(), f"gradient of {what}")
 
 
+def test_conv_bn_sequence_needs_fast_conv_bn_pairs():
+    from src.fast_ops import ConvBNSequence
+    with pytest.raises(ValueError, match="pairs"):
+        ConvBNSequence([PointwiseConv2d(4, 4), nn.BatchNorm2d(4)])
+    with pytest.raises(ValueError, match="pairs"):
+        ConvBNSequence([PointwiseConv2d(4, 4), BatchNorm2d(4), PointwiseConv2d(4, 4)])
+
+
 def test_shuffle_permutation_is_channel_shuffle():
     ms.set_context(mode=ms.PYNATIVE_MODE)
     try:

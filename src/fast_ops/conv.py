@@ -21,7 +21,8 @@ import mindspore.nn as nn
 import mindspore.ops as ops
 
 from . import native
-from .kernels import depthwise_op, gemm_available, im2col_op, pointwise_op, shuffle_permutation
+from .kernels import (bn_infer_op, depthwise_bn_op, depthwise_op, gemm_available, im2col_op, pointwise_bn_op,
+                      pointwise_op, shuffle_permutation)
 
 __all__ = ["PointwiseConv2d", "DepthwiseConv2d", "DenseConv3x3", "conv2d", "resolve_conv_impl",
            "fast_ops_available", "shuffle_permutation", "DENSE3X3_MAX_IN_CHANNELS"]
@@ -81,6 +82,17 @@ class PointwiseConv2d(nn.Conv2d):
         # flags of BatchMatMul, where ops.matmul's inserts Transpose copies.
         self.bmm = ops.BatchMatMul()
 
+    def fuse_bn(self, relu):
+        """Prepare :meth:`forward_with_bn` for a following BN (then ReLU if ``relu``)."""
+        self.bn_fused = pointwise_bn_op(relu) if self.use_gemm else None
+        self.bn_eval = bn_infer_op(relu)
+
+    def forward_with_bn(self, x, gamma, beta, mean, var, hyper):
+        """Inference: this convolution, then BN on moving statistics (and ReLU), fused where possible."""
+        if self.use_gemm:
+            return self.bn_fused(x, self.weight, gamma, beta, mean, var, hyper)
+        return self.bn_eval(self.construct(x), gamma, beta, mean, var, hyper)
+
     def construct(self, x):
         if self.use_gemm:
             return self.gemm(x, self.weight)
@@ -113,8 +125,20 @@ class DepthwiseConv2d(nn.Conv2d):
         super().__init__(channels, channels, 3, stride=stride, pad_mode="pad", padding=1, group=channels,
                          has_bias=False, weight_init=weight_init)
         self.shuffle_groups = shuffle_groups
+        self.conv_stride = stride
         self.perm = ms.Tensor(shuffle_permutation(channels, shuffle_groups), ms.int32)
         self.depthwise = depthwise_op(stride)
+
+    def fuse_bn(self, relu):
+        """Prepare :meth:`forward_with_bn` for a following BN (then ReLU if ``relu``)."""
+        self.bn_fused = None if relu else depthwise_bn_op(self.conv_stride)
+        self.bn_eval = bn_infer_op(relu)
+
+    def forward_with_bn(self, x, gamma, beta, mean, var, hyper):
+        """Inference: this convolution, then BN on moving statistics (and ReLU), fused where possible."""
+        if self.bn_fused is not None:
+            return self.bn_fused(x, self.weight, self.perm, gamma, beta, mean, var, hyper)
+        return self.bn_eval(self.construct(x), gamma, beta, mean, var, hyper)
 
     def construct(self, x):
         return self.depthwise(x, self.weight, self.perm)
@@ -139,6 +163,18 @@ class DenseConv3x3(nn.Conv2d):
         self.use_gemm = gemm_available()
         self.gemm = pointwise_op() if self.use_gemm else None
         self.bmm = ops.BatchMatMul()
+
+    def fuse_bn(self, relu):
+        """Prepare :meth:`forward_with_bn` for a following BN (then ReLU if ``relu``)."""
+        self.bn_fused = pointwise_bn_op(relu) if self.use_gemm else None
+        self.bn_eval = bn_infer_op(relu)
+
+    def forward_with_bn(self, x, gamma, beta, mean, var, hyper):
+        """Inference: this convolution, then BN on moving statistics (and ReLU), fused where possible."""
+        if self.use_gemm:
+            return self.bn_fused(self.im2col(x), ops.reshape(self.weight, (self.out_channels, self.k, 1, 1)),
+                                 gamma, beta, mean, var, hyper)
+        return self.bn_eval(self.construct(x), gamma, beta, mean, var, hyper)
 
     def construct(self, x):
         cols = self.im2col(x)

@@ -252,7 +252,8 @@ FAST_OPS_INLINE void pad_plane_s2(const float *x, float *e, float *o, int H, int
 // ---------------------------------------------------------------------------
 // Depthwise 3x3 forward on one plane. w points at 9 weights (kh * 3 + kw).
 // ---------------------------------------------------------------------------
-FAST_OPS_CLONES void dw_plane_fwd_s1(const float *x, const float *w, float *y, int H, int W, float *pad) {
+FAST_OPS_CLONES void dw_plane_fwd_s1(const float *x, const float *w, float *y, int H, int W, float *pad,
+                                     float bias = 0.f) {
   pad_plane_s1(x, pad, H, W);
   const int pw = W + 2;
   const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7],
@@ -264,13 +265,14 @@ FAST_OPS_CLONES void dw_plane_fwd_s1(const float *x, const float *w, float *y, i
     float *yr = y + static_cast<int64_t>(oh) * W;
 #pragma omp simd
     for (int ow = 0; ow < W; ++ow) {
-      yr[ow] = w0 * r0[ow] + w1 * r0[ow + 1] + w2 * r0[ow + 2] + w3 * r1[ow] + w4 * r1[ow + 1] +
+      yr[ow] = bias + w0 * r0[ow] + w1 * r0[ow + 1] + w2 * r0[ow + 2] + w3 * r1[ow] + w4 * r1[ow + 1] +
                w5 * r1[ow + 2] + w6 * r2[ow] + w7 * r2[ow + 1] + w8 * r2[ow + 2];
     }
   }
 }
 
-FAST_OPS_CLONES void dw_plane_fwd_s2(const float *x, const float *w, float *y, int H, int W, float *pad) {
+FAST_OPS_CLONES void dw_plane_fwd_s2(const float *x, const float *w, float *y, int H, int W, float *pad,
+                                     float bias = 0.f) {
   const int Ho = out_size(H, 2), Wo = out_size(W, 2);
   const int pw = Wo + 1;
   float *e = pad;
@@ -285,7 +287,7 @@ FAST_OPS_CLONES void dw_plane_fwd_s2(const float *x, const float *w, float *y, i
     float *yr = y + static_cast<int64_t>(oh) * Wo;
 #pragma omp simd
     for (int ow = 0; ow < Wo; ++ow) {
-      yr[ow] = w0 * e0[ow] + w1 * o0[ow] + w2 * e0[ow + 1] + w3 * e1[ow] + w4 * o1[ow] + w5 * e1[ow + 1] +
+      yr[ow] = bias + w0 * e0[ow] + w1 * o0[ow] + w2 * e0[ow + 1] + w3 * e1[ow] + w4 * o1[ow] + w5 * e1[ow + 1] +
                w6 * e2[ow] + w7 * o2[ow] + w8 * e2[ow + 1];
     }
   }
@@ -920,6 +922,114 @@ int pw_backward(int nparam, void **params, int *ndims, int64_t **shapes, const c
   return status.load();
 }
 
+// ---------------------------------------------------------------------------
+// Inference: a convolution followed by batch normalisation on moving statistics
+// (and ReLU) as one kernel. The BN scale goes into the weights, its shift into the
+// output, which is still in cache.
+// ---------------------------------------------------------------------------
+
+// scale = gamma / sqrt(var + eps), shift = beta - mean * scale, as bn_infer_forward has them.
+void bn_fold(const float *gamma, const float *beta, const float *mean, const float *var, float eps, int64_t c,
+             float *scale, float *shift) {
+  for (int64_t i = 0; i < c; ++i) {
+    const double invstd = 1.0 / std::sqrt(static_cast<double>(var[i]) + static_cast<double>(eps));
+    scale[i] = static_cast<float>(gamma[i] * invstd);
+    shift[i] = static_cast<float>(beta[i] - mean[i] * gamma[i] * invstd);
+  }
+}
+
+FAST_OPS_CLONES void add_bias_rows(float *y, int64_t rows, int64_t n, const float *bias, bool relu) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float *row = y + r * n;
+    const float b = bias[r];
+    if (relu) {
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) {
+        const float v = row[i] + b;
+        row[i] = v > 0.f ? v : 0.f;
+      }
+    } else {
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) row[i] += b;
+    }
+  }
+}
+
+// 1x1 conv + BN (+ ReLU): inputs x, w, gamma, beta, moving_mean, moving_var, hyper; output y.
+int pw_bn_forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int relu) {
+  if (nparam != 8 || ndims[0] != 4 || ndims[1] != 4 || ndims[7] != 4) return 1;
+  for (int i = 0; i < nparam; ++i) {
+    if (!is_f32(dtypes[i])) return 1;
+  }
+  for (int i = 2; i < 6; ++i) {
+    if (ndims[i] != 1 || shapes[i][0] != shapes[1][0]) return 1;
+  }
+  if (ndims[6] != 1 || shapes[6][0] != 2) return 1;
+  const sgemm_fn sgemm = find_sgemm();
+  if (sgemm == nullptr) return 4;
+  PwDims d;
+  if (!pw_dims(shapes[0], shapes[1], &d)) return 2;
+  if (shapes[7][1] != d.cout || shapes[7][2] * shapes[7][3] != d.hw) return 2;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *w = static_cast<const float *>(params[1]);
+  float *y = static_cast<float *>(params[7]);
+  std::vector<float> scale(d.cout), shift(d.cout), ws(static_cast<size_t>(d.cout * d.cg));
+  bn_fold(static_cast<const float *>(params[2]), static_cast<const float *>(params[3]),
+          static_cast<const float *>(params[4]), static_cast<const float *>(params[5]),
+          static_cast<const float *>(params[6])[0], d.cout, scale.data(), shift.data());
+  for (int64_t o = 0; o < d.cout; ++o) {
+    for (int64_t k = 0; k < d.cg; ++k) ws[o * d.cg + k] = w[o * d.cg + k] * scale[o];
+  }
+  std::atomic<int> status{0};
+  parallel_for(d.b * d.g, [&](int64_t t) {
+    const int64_t b = t / d.g, gi = t % d.g;
+    float *out = y + (b * d.cout + gi * d.og) * d.hw;
+    const int rc = sgemm('N', 'N', d.og, d.hw, d.cg, 1.f, ws.data() + gi * d.og * d.cg, d.cg,
+                         x + (b * d.cin + gi * d.cg) * d.hw, d.hw, 0.f, out, d.hw, nullptr);
+    if (rc != 0) status = 5;
+    add_bias_rows(out, d.og, d.hw, shift.data() + gi * d.og, relu != 0);
+  });
+  return status.load();
+}
+
+// Depthwise 3x3 + BN (+ ReLU): inputs x, w, perm, gamma, beta, moving_mean, moving_var, hyper; output y.
+int dw_bn_forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int stride) {
+  if (nparam != 9 || ndims[0] != 4 || ndims[1] != 4 || ndims[8] != 4 || ndims[2] != 1 || !is_i32(dtypes[2])) return 1;
+  const Dims d = dims4(shapes[0]);
+  for (int i = 3; i < 7; ++i) {
+    if (ndims[i] != 1 || shapes[i][0] != d.c || !is_f32(dtypes[i])) return 1;
+  }
+  if (ndims[7] != 1 || shapes[7][0] != 2 || !is_f32(dtypes[0]) || !is_f32(dtypes[1]) || !is_f32(dtypes[8])) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *w = static_cast<const float *>(params[1]);
+  const int32_t *perm = static_cast<const int32_t *>(params[2]);
+  float *y = static_cast<float *>(params[8]);
+  const int H = static_cast<int>(d.h), W = static_cast<int>(d.w);
+  const int Ho = out_size(H, stride), Wo = out_size(W, stride);
+  if (shapes[1][0] != d.c || shapes[2][0] != d.c || shapes[8][2] != Ho || shapes[8][3] != Wo) return 2;
+  if (!is_permutation(perm, d.c)) return 3;
+  std::vector<float> scale(d.c), shift(d.c), ws(static_cast<size_t>(d.c * 9));
+  bn_fold(static_cast<const float *>(params[3]), static_cast<const float *>(params[4]),
+          static_cast<const float *>(params[5]), static_cast<const float *>(params[6]),
+          static_cast<const float *>(params[7])[0], d.c, scale.data(), shift.data());
+  for (int64_t c = 0; c < d.c; ++c) {
+    for (int k = 0; k < 9; ++k) ws[c * 9 + k] = w[c * 9 + k] * scale[c];
+  }
+  const size_t pad_n = pad_floats(H, W, stride);
+  parallel_for(d.b * d.c, [&](int64_t p) {
+    float *pad = scratch(0, pad_n);
+    const int64_t c = p % d.c;
+    const float *xp = x + (p - c + perm[c]) * H * W;
+    float *yp = y + p * Ho * Wo;
+    if (stride == 1) {
+      dw_plane_fwd_s1(xp, ws.data() + c * 9, yp, H, W, pad, shift[c]);
+    } else {
+      dw_plane_fwd_s2(xp, ws.data() + c * 9, yp, H, W, pad, shift[c]);
+    }
+  });
+  return 0;
+}
+
 }  // namespace
 
 #define FAST_OPS_ENTRY(name, impl, stride)                                                                 \
@@ -938,6 +1048,10 @@ FAST_OPS_ENTRY(fast_col2im3x3_s1, col2im, 1)
 FAST_OPS_ENTRY(fast_col2im3x3_s2, col2im, 2)
 FAST_OPS_ENTRY(fast_pw_fwd, pw_forward, 0)
 FAST_OPS_ENTRY(fast_pw_bwd, pw_backward, 0)
+FAST_OPS_ENTRY(fast_pw_bn_fwd, pw_bn_forward, 0)
+FAST_OPS_ENTRY(fast_pw_bn_fwd_relu, pw_bn_forward, 1)
+FAST_OPS_ENTRY(fast_dw3x3_bn_fwd_s1, dw_bn_forward, 1)
+FAST_OPS_ENTRY(fast_dw3x3_bn_fwd_s2, dw_bn_forward, 2)
 FAST_OPS_ENTRY(fast_bn_train_fwd, bn_train_forward, 0)
 FAST_OPS_ENTRY(fast_bn_train_fwd_relu, bn_train_forward, 1)
 FAST_OPS_ENTRY(fast_bn_train_bwd, bn_train_backward, 0)
@@ -948,7 +1062,7 @@ FAST_OPS_ENTRY(fast_bn_infer_bwd, bn_infer_backward, 0)
 FAST_OPS_ENTRY(fast_bn_infer_bwd_relu, bn_infer_backward, 1)
 
 // Lets the loader check that the library it found is one of ours and of this version.
-extern "C" int fast_ops_abi_version() { return 5; }
+extern "C" int fast_ops_abi_version() { return 6; }
 
 // Whether the 1x1 convolution kernels found oneDNN's sgemm in this process (1) or not (0).
 extern "C" int fast_ops_gemm_available() { return find_sgemm() != nullptr ? 1 : 0; }

@@ -9,7 +9,8 @@ import mindspore.ops as ops
 
 from . import native
 
-__all__ = ["pointwise_op", "gemm_available", "depthwise_op", "im2col_op", "bn_train_op", "bn_infer_op", "shuffle_permutation"]
+__all__ = ["pointwise_op", "gemm_available", "depthwise_op", "im2col_op", "bn_train_op", "bn_infer_op",
+           "pointwise_bn_op", "depthwise_bn_op", "shuffle_permutation"]
 
 _cache = {}
 
@@ -43,10 +44,27 @@ def gemm_available():
     return _cached("gemm", native.gemm_available)
 
 
+def _pointwise_backward():
+    return _cached("pw_bwd", lambda: _custom("fast_pw_bwd", out_shape=lambda x, w, dy: (x, w),
+                                             out_dtype=lambda x, w, dy: (x, w)))
+
+
+def _depthwise_backward(stride):
+    return _cached(("dw_bwd", stride), lambda: _custom(f"fast_dw3x3_bwd_s{stride}",
+                                                       out_shape=lambda x, w, perm, dy: (x, w),
+                                                       out_dtype=lambda x, w, perm, dy: (x, w)))
+
+
+def _bn_infer_backward(relu):
+    return _cached(("bn_infer_bwd", relu), lambda: _custom(f"fast_bn_infer_bwd{'_relu' if relu else ''}",
+                                                           out_shape=lambda x, g, m, v, h, y, dy: (x, g, g),
+                                                           out_dtype=lambda x, g, m, v, h, y, dy: (x, g, g)))
+
+
 def pointwise_op():
     """(x (B, Cin, H, W), weight (Cout, Cin / g, 1, 1)) -> 1x1 convolution with g groups, g from the shapes."""
     def make():
-        backward = _custom("fast_pw_bwd", out_shape=lambda x, w, dy: (x, w), out_dtype=lambda x, w, dy: (x, w))
+        backward = _pointwise_backward()
 
         def bprop(x, weight, out, dout):
             dx, dweight = backward(x, weight, dout)
@@ -60,8 +78,7 @@ def pointwise_op():
 def depthwise_op(stride):
     """(x, weight (C, 1, 3, 3), perm (C,) int32) -> 3x3 depthwise conv, pad 1, of x[:, perm]."""
     def make():
-        backward = _custom(f"fast_dw3x3_bwd_s{stride}", out_shape=lambda x, w, perm, dy: (x, w),
-                           out_dtype=lambda x, w, perm, dy: (x, w))
+        backward = _depthwise_backward(stride)
 
         def bprop(x, weight, perm, out, dout):
             dx, dweight = backward(x, weight, perm, dout)
@@ -110,8 +127,7 @@ def bn_infer_op(relu):
     suffix = "_relu" if relu else ""
 
     def make():
-        backward = _custom(f"fast_bn_infer_bwd{suffix}", out_shape=lambda x, g, m, v, h, y, dy: (x, g, g),
-                           out_dtype=lambda x, g, m, v, h, y, dy: (x, g, g))
+        backward = _bn_infer_backward(relu)
 
         def bprop(x, gamma, beta, mean, var, hyper, out, dout):
             dx, dgamma, dbeta = backward(x, gamma, mean, var, hyper, out, dout)
@@ -120,3 +136,43 @@ def bn_infer_op(relu):
         return _custom(f"fast_bn_infer_fwd{suffix}", out_shape=lambda x, *rest: x, out_dtype=lambda x, *rest: x,
                        bprop=bprop)
     return _cached(("bn_infer", relu), make)
+
+
+def pointwise_bn_op(relu):
+    """Inference: (x, weight, gamma, beta, moving_mean, moving_variance, hyper) ->
+    1x1 conv then BN on the moving statistics (then ReLU if ``relu``), in one kernel."""
+    def make():
+        conv, conv_backward = pointwise_op(), _pointwise_backward()
+        bn_backward = _bn_infer_backward(relu)
+
+        # Gradients (rare in eval mode) recompute the convolution and use the unfused kernels.
+        def bprop(x, weight, gamma, beta, mean, var, hyper, out, dout):
+            z = conv(x, weight)
+            dz, dgamma, dbeta = bn_backward(z, gamma, mean, var, hyper, out, dout)
+            dx, dweight = conv_backward(x, weight, dz)
+            return dx, dweight, dgamma, dbeta, ops.zeros_like(mean), ops.zeros_like(var), ops.zeros_like(hyper)
+
+        return _custom(f"fast_pw_bn_fwd{'_relu' if relu else ''}",
+                       out_shape=lambda x, w, *rest: (x[0], w[0], x[2], x[3]), out_dtype=lambda x, *rest: x,
+                       bprop=bprop)
+    return _cached(("pw_bn", relu), make)
+
+
+def depthwise_bn_op(stride):
+    """Inference: (x, weight, perm, gamma, beta, moving_mean, moving_variance, hyper) ->
+    depthwise conv (as :func:`depthwise_op`) then BN on the moving statistics, in one kernel."""
+    def make():
+        conv, conv_backward = depthwise_op(stride), _depthwise_backward(stride)
+        bn_backward = _bn_infer_backward(False)
+
+        def bprop(x, weight, perm, gamma, beta, mean, var, hyper, out, dout):
+            z = conv(x, weight, perm)
+            dz, dgamma, dbeta = bn_backward(z, gamma, mean, var, hyper, out, dout)
+            dx, dweight = conv_backward(x, weight, perm, dz)
+            return (dx, dweight, ops.zeros_like(perm), dgamma, dbeta, ops.zeros_like(mean), ops.zeros_like(var),
+                    ops.zeros_like(hyper))
+
+        return _custom(f"fast_dw3x3_bn_fwd_s{stride}",
+                       out_shape=lambda x, *rest: (x[0], x[1], *_out_hw(x, stride)), out_dtype=lambda x, *rest: x,
+                       bprop=bprop)
+    return _cached(("dw_bn", stride), make)

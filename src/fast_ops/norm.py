@@ -16,7 +16,7 @@ import mindspore.ops as ops
 
 from .kernels import bn_infer_op, bn_train_op
 
-__all__ = ["BatchNorm2d", "batchnorm"]
+__all__ = ["BatchNorm2d", "batchnorm", "ConvBNSequence", "conv_bn_sequence"]
 
 
 class BatchNorm2d(nn.BatchNorm2d):
@@ -55,3 +55,38 @@ def batchnorm(num_features, fast, relu=False):
     if fast:
         return [BatchNorm2d(num_features, relu=relu)]
     return [nn.BatchNorm2d(num_features)] + ([nn.ReLU()] if relu else [])
+
+
+class ConvBNSequence(nn.SequentialCell):
+    """``nn.SequentialCell`` of (fast convolution, :class:`BatchNorm2d`) pairs.
+
+    In training it runs its cells one after the other. In eval mode each pair runs as
+    one kernel, the BN (on its moving statistics) folded into the convolution: the
+    BN's separate pass over the tensor is gone. The cells, and so the parameter names,
+    are those of the SequentialCell.
+    """
+
+    def __init__(self, cells):
+        super().__init__(cells)
+        if len(cells) % 2 or not all(isinstance(bn, BatchNorm2d) and hasattr(conv, "fuse_bn")
+                                     for conv, bn in zip(cells[::2], cells[1::2])):
+            raise ValueError("ConvBNSequence needs (fast convolution, fast BatchNorm2d) pairs")
+        for conv, bn in zip(cells[::2], cells[1::2]):
+            conv.fuse_bn(bn.fused_relu)
+        self.pair_starts = tuple(range(0, len(cells), 2))
+
+    def construct(self, x):
+        if self.training:
+            for cell in self.cell_list:
+                x = cell(x)
+            return x
+        for i in self.pair_starts:
+            bn = self.cell_list[i + 1]
+            x = self.cell_list[i].forward_with_bn(x, bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance,
+                                                  bn.hyper)
+        return x
+
+
+def conv_bn_sequence(cells, fast):
+    """``ConvBNSequence(cells)`` if ``fast``, else ``nn.SequentialCell(cells)``."""
+    return ConvBNSequence(cells) if fast else nn.SequentialCell(cells)
