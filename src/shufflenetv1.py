@@ -11,7 +11,7 @@ import mindspore.nn as nn
 import mindspore.ops as ops
 from mindspore.common.initializer import XavierUniform
 
-from .fast_ops import batchnorm, conv2d, resolve_conv_impl
+from .fast_ops import batchnorm, conv2d, conv_bn_sequence, resolve_conv_impl
 
 __all__ = ["ShuffleNetV1", "ShuffleV1Block", "channel_shuffle", "STAGE_CHANNELS",
            "MODEL_SIZES", "GROUPS", "STAGE_REPEATS", "POOL_PADS", "CONV_IMPLS", "shufflenetv1",
@@ -93,12 +93,13 @@ class ShuffleV1Block(nn.Cell):
         fast = resolve_conv_impl(conv_impl) == "fast"
         # The fast depthwise conv reads its input through the channel shuffle (one copy less).
         self.shuffle_in_conv = fast and group > 1
-        self.branch_main_1 = nn.SequentialCell([
+        # Fast path: conv_bn_sequence folds each BN into its convolution in eval mode.
+        self.branch_main_1 = conv_bn_sequence([
             conv2d(in_channels, mid_channels, 1, stride=1, pad_mode="pad", padding=0,
                    group=group if first_group else 1, has_bias=False, fast=fast),
             *batchnorm(mid_channels, fast, relu=True),
-        ])
-        self.branch_main_2 = nn.SequentialCell([
+        ], fast)
+        self.branch_main_2 = conv_bn_sequence([
             conv2d(mid_channels, mid_channels, 3, stride=stride, pad_mode="pad", padding=1,
                    group=mid_channels, has_bias=False, fast=fast,
                    shuffle_groups=group if self.shuffle_in_conv else 1),
@@ -106,7 +107,7 @@ class ShuffleV1Block(nn.Cell):
             conv2d(mid_channels, main_out, 1, stride=1, pad_mode="pad", padding=0,
                    group=group, has_bias=False, fast=fast),
             *batchnorm(main_out, fast),
-        ])
+        ], fast)
         if stride == 2:
             self.branch_proj = _pool("avg", pool_pad)
         self.relu = nn.ReLU()
@@ -154,11 +155,11 @@ class ShuffleNetV1(nn.Cell):
         stem, *stages = STAGE_CHANNELS[(group, model_size)]
         self.stage_out_channels = (stem, *stages)
 
-        self.first_conv = nn.SequentialCell([
+        self.first_conv = conv_bn_sequence([
             conv2d(3, stem, 3, stride=2, pad_mode="pad", padding=1, has_bias=False,
                    weight_init=XavierUniform(), fast=fast),
             *batchnorm(stem, fast, relu=True),
-        ])
+        ], fast)
         self.maxpool = _pool("max", pool_pad)
 
         units = []
