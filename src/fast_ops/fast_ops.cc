@@ -1030,6 +1030,65 @@ int dw_bn_forward(int nparam, void **params, int *ndims, int64_t **shapes, const
   return 0;
 }
 
+// ---------------------------------------------------------------------------
+// Residual add + ReLU, and its gradient (the same for both inputs).
+// ---------------------------------------------------------------------------
+constexpr int64_t kChunk = 1 << 15;  // elements per task
+
+FAST_OPS_CLONES void add_relu_chunk(const float *a, const float *b, float *y, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = a[i] + b[i];
+    y[i] = v > 0.f ? v : 0.f;
+  }
+}
+
+FAST_OPS_CLONES void relu_grad_chunk(const float *y, const float *dy, float *g, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) g[i] = y[i] > 0.f ? dy[i] : 0.f;
+}
+
+bool same_shapes(int nparam, int *ndims, int64_t **shapes, const char **dtypes, int64_t *count) {
+  int64_t n = 1;
+  for (int j = 0; j < ndims[0]; ++j) n *= shapes[0][j];
+  for (int i = 0; i < nparam; ++i) {
+    if (!is_f32(dtypes[i]) || ndims[i] != ndims[0]) return false;
+    for (int j = 0; j < ndims[0]; ++j) {
+      if (shapes[i][j] != shapes[0][j]) return false;
+    }
+  }
+  *count = n;
+  return true;
+}
+
+// inputs a, b; output y = max(a + b, 0).
+int add_relu(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int) {
+  int64_t n;
+  if (nparam != 3 || !same_shapes(nparam, ndims, shapes, dtypes, &n)) return 1;
+  const float *a = static_cast<const float *>(params[0]);
+  const float *b = static_cast<const float *>(params[1]);
+  float *y = static_cast<float *>(params[2]);
+  parallel_for((n + kChunk - 1) / kChunk, [&](int64_t t) {
+    const int64_t i = t * kChunk;
+    add_relu_chunk(a + i, b + i, y + i, std::min(kChunk, n - i));
+  });
+  return 0;
+}
+
+// inputs y (the ReLU's output), dy; output g = dy where y > 0, else 0.
+int relu_grad(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int) {
+  int64_t n;
+  if (nparam != 3 || !same_shapes(nparam, ndims, shapes, dtypes, &n)) return 1;
+  const float *y = static_cast<const float *>(params[0]);
+  const float *dy = static_cast<const float *>(params[1]);
+  float *g = static_cast<float *>(params[2]);
+  parallel_for((n + kChunk - 1) / kChunk, [&](int64_t t) {
+    const int64_t i = t * kChunk;
+    relu_grad_chunk(y + i, dy + i, g + i, std::min(kChunk, n - i));
+  });
+  return 0;
+}
+
 }  // namespace
 
 #define FAST_OPS_ENTRY(name, impl, stride)                                                                 \
@@ -1052,6 +1111,8 @@ FAST_OPS_ENTRY(fast_pw_bn_fwd, pw_bn_forward, 0)
 FAST_OPS_ENTRY(fast_pw_bn_fwd_relu, pw_bn_forward, 1)
 FAST_OPS_ENTRY(fast_dw3x3_bn_fwd_s1, dw_bn_forward, 1)
 FAST_OPS_ENTRY(fast_dw3x3_bn_fwd_s2, dw_bn_forward, 2)
+FAST_OPS_ENTRY(fast_add_relu, add_relu, 0)
+FAST_OPS_ENTRY(fast_relu_grad, relu_grad, 0)
 FAST_OPS_ENTRY(fast_bn_train_fwd, bn_train_forward, 0)
 FAST_OPS_ENTRY(fast_bn_train_fwd_relu, bn_train_forward, 1)
 FAST_OPS_ENTRY(fast_bn_train_bwd, bn_train_backward, 0)
@@ -1062,7 +1123,7 @@ FAST_OPS_ENTRY(fast_bn_infer_bwd, bn_infer_backward, 0)
 FAST_OPS_ENTRY(fast_bn_infer_bwd_relu, bn_infer_backward, 1)
 
 // Lets the loader check that the library it found is one of ours and of this version.
-extern "C" int fast_ops_abi_version() { return 6; }
+extern "C" int fast_ops_abi_version() { return 7; }
 
 // Whether the 1x1 convolution kernels found oneDNN's sgemm in this process (1) or not (0).
 extern "C" int fast_ops_gemm_available() { return find_sgemm() != nullptr ? 1 : 0; }

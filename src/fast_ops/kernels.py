@@ -10,7 +10,7 @@ import mindspore.ops as ops
 from . import native
 
 __all__ = ["pointwise_op", "gemm_available", "depthwise_op", "im2col_op", "bn_train_op", "bn_infer_op",
-           "pointwise_bn_op", "depthwise_bn_op", "shuffle_permutation"]
+           "pointwise_bn_op", "depthwise_bn_op", "add_relu_op", "shuffle_permutation"]
 
 _cache = {}
 
@@ -176,3 +176,16 @@ def depthwise_bn_op(stride):
                        out_shape=lambda x, *rest: (x[0], x[1], *_out_hw(x, stride)), out_dtype=lambda x, *rest: x,
                        bprop=bprop)
     return _cached(("dw_bn", stride), make)
+
+
+def add_relu_op():
+    """(a, b) -> max(a + b, 0), one pass; the gradient of both inputs is dy where the output is > 0."""
+    def make():
+        relu_grad = _custom("fast_relu_grad", out_shape=lambda y, dy: y, out_dtype=lambda y, dy: y)
+
+        def bprop(a, b, out, dout):
+            grad = relu_grad(out, dout)
+            return grad, grad
+
+        return _custom("fast_add_relu", out_shape=lambda a, b: a, out_dtype=lambda a, b: a, bprop=bprop)
+    return _cached("add_relu", make)

@@ -14,9 +14,9 @@ import mindspore as ms
 import mindspore.nn as nn
 import mindspore.ops as ops
 
-from .kernels import bn_infer_op, bn_train_op
+from .kernels import add_relu_op, bn_infer_op, bn_train_op
 
-__all__ = ["BatchNorm2d", "batchnorm", "ConvBNSequence", "conv_bn_sequence"]
+__all__ = ["BatchNorm2d", "batchnorm", "ConvBNSequence", "conv_bn_sequence", "AddReLU"]
 
 
 class BatchNorm2d(nn.BatchNorm2d):
@@ -90,3 +90,14 @@ class ConvBNSequence(nn.SequentialCell):
 def conv_bn_sequence(cells, fast):
     """``ConvBNSequence(cells)`` if ``fast``, else ``nn.SequentialCell(cells)``."""
     return ConvBNSequence(cells) if fast else nn.SequentialCell(cells)
+
+
+class AddReLU(nn.Cell):
+    """``relu(a + b)`` (ShuffleNet's residual join) in one native pass, and one for its gradient."""
+
+    def __init__(self):
+        super().__init__()
+        self.add_relu = add_relu_op()
+
+    def construct(self, a, b):
+        return self.add_relu(a, b)
