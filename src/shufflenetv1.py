@@ -11,7 +11,7 @@ import mindspore.nn as nn
 import mindspore.ops as ops
 from mindspore.common.initializer import XavierUniform
 
-from .fast_ops import batchnorm, conv2d, conv_bn_sequence, resolve_conv_impl
+from .fast_ops import AddReLU, batchnorm, conv2d, conv_bn_sequence, resolve_conv_impl
 
 __all__ = ["ShuffleNetV1", "ShuffleV1Block", "channel_shuffle", "STAGE_CHANNELS",
            "MODEL_SIZES", "GROUPS", "STAGE_REPEATS", "POOL_PADS", "CONV_IMPLS", "shufflenetv1",
@@ -111,6 +111,8 @@ class ShuffleV1Block(nn.Cell):
         if stride == 2:
             self.branch_proj = _pool("avg", pool_pad)
         self.relu = nn.ReLU()
+        # Fast path: the residual add and its ReLU in one pass.
+        self.add_relu = AddReLU() if fast else None
 
     def construct(self, x):
         main = self.branch_main_1(x)
@@ -118,6 +120,8 @@ class ShuffleV1Block(nn.Cell):
             main = channel_shuffle(main, self.group)
         main = self.branch_main_2(main)
         if self.stride == 1:
+            if self.add_relu is not None:
+                return self.add_relu(x, main)
             return self.relu(x + main)
         return self.relu(ops.cat((self.branch_proj(x), main), axis=1))
 
