@@ -140,7 +140,8 @@ def params(path, trainable=True):
 @pytest.fixture(scope="module")
 def dp_run(data, tmp_path_factory):
     cwd = tmp_path_factory.mktemp("dp")
-    proc = bash("run_distribute_train_cpu.sh", [str(RANKS), data[0], *TRAIN], cwd)
+    proc = bash("run_distribute_train_cpu.sh", [str(RANKS), data[0], *TRAIN, "--eval_interval", "1",
+                                                "--eval_dataset_path", data[1]], cwd)
     assert proc.returncode == 0, f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return cwd, proc
 
@@ -154,6 +155,7 @@ def test_each_rank_trains_its_shard_of_every_epoch(dp_run):
         assert f"{STEPS} steps of {BATCH} images per epoch x {RANKS} device(s)" in log
         assert f"[rank {rank}] epoch {EPOCHS}/{EPOCHS}: loss" in log
         assert f"training done. checkpoints: {cwd / 'out' / f'rank_{rank}'}" in log
+        assert (f"epoch {EPOCHS}: val Top_1_Acc" in log) == (rank == 0)  # validation on rank 0 only
         with open(cwd / "out" / f"rank_{rank}" / "train_log.jsonl", encoding="utf-8") as fh:
             records = [json.loads(line) for line in fh if line.strip()]
         assert [r["optimizer_step"] for r in records] == [STEPS * e for e in range(1, EPOCHS + 1)]
@@ -184,7 +186,8 @@ def test_checkpoints_per_rank_no_shared_files_and_a_clean_end(dp_run):
     expected = sorted(["config.yaml", "curves.png", "train_log.jsonl", f"shufflenetv1-{EPOCHS - 1}_{STEPS}.ckpt",
                        FINAL])
     for rank in range(RANKS):
-        assert sorted(os.listdir(cwd / "out" / f"rank_{rank}")) == expected
+        best = ["shufflenetv1_best.ckpt"] if rank == 0 else []  # validation runs on rank 0 only
+        assert sorted(os.listdir(cwd / "out" / f"rank_{rank}")) == sorted(expected + best)
     assert {"worker_0.log", "worker_1.log", "scheduler.log"} <= set(os.listdir(cwd / "msrun_log"))
     port = int(proc.stdout.split("master port ", 1)[1].split(",", 1)[0])
     assert not processes_mentioning(str(cwd)), "processes of the run are still alive"
