@@ -16,6 +16,7 @@ from src.fast_ops import conv as fast_conv
 from src.fast_ops import kernels, native
 from src.fast_ops.conv import DenseConv3x3, DepthwiseConv2d, PointwiseConv2d, shuffle_permutation
 from src.fast_ops.norm import BatchNorm2d
+from src.fast_ops.pool import Pool3x3s2
 from src.shufflenetv1 import ShuffleNetV1, channel_shuffle
 from tests.helpers import fill_deterministic
 
@@ -171,6 +172,29 @@ def test_batchnorm_matches_nn_batchnorm(mode, relu, train):
         assert_close(g_f.asnumpy(), g_p.asnumpy(), f"gradient of {what}")
 
 
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("padding", ["same", "symmetric"])
+@pytest.mark.parametrize("shape", [(2, 3, 7, 6), (1, 2, 8, 9), (1, 1, 1, 2)])
+def test_pool_matches_nn_pool(mode, kind, padding, shape):
+    cls = nn.MaxPool2d if kind == "max" else nn.AvgPool2d
+    plain = cls(3, 2, pad_mode="same") if padding == "same" else cls(3, 2, pad_mode="pad", padding=1)
+    fast = Pool3x3s2(kind, padding)
+    rng = np.random.RandomState(5)
+    x = ms.Tensor(rng.standard_normal(shape).astype(np.float32))  # no ties: max's gradient is unambiguous
+    y = plain(x).asnumpy()
+    assert_close(fast(x).asnumpy(), y, "output")
+    sens = ms.Tensor(rng.standard_normal(y.shape).astype(np.float32))
+    grad = ops.GradOperation(sens_param=True)
+    assert_close(grad(fast)(x, sens).asnumpy(), grad(plain)(x, sens).asnumpy(), "input gradient")
+
+
+def test_pool_rejects_unknown_kind_or_padding():
+    with pytest.raises(ValueError, match="kind='min'"):
+        Pool3x3s2("min", "same")
+    with pytest.raises(ValueError, match="padding='valid'"):
+        Pool3x3s2("max", "valid")
+
+
 def test_conv_bn_sequence_needs_fast_conv_bn_pairs():
     from src.fast_ops import ConvBNSequence
     with pytest.raises(ValueError, match="pairs"):
@@ -221,9 +245,9 @@ def test_bad_kernel_input_is_an_error_not_garbage():
 
 # ----------------------------------------------------------------------------- whole network
 
-def _net(conv_impl, group=3):
+def _net(conv_impl, group=3, pool_pad="same"):
     ms.set_seed(1)
-    return ShuffleNetV1("0.5x", group=group, num_classes=10, conv_impl=conv_impl)
+    return ShuffleNetV1("0.5x", group=group, num_classes=10, conv_impl=conv_impl, pool_pad=pool_pad)
 
 
 @pytest.mark.parametrize("group", [3, 8])
@@ -255,15 +279,16 @@ def test_checkpoint_moves_between_paths(tmp_path):
 # Eval mode (BN on moving statistics) compares the convolutions alone: agreement to
 # ~1e-7. Training mode (batch statistics) divides by the spread of few values in the
 # last stage, which magnifies rounding differences, so it runs on batch 4 at 48 px.
-@pytest.mark.parametrize("group,size,batch,train", [(3, 40, 2, False), (8, 33, 2, False), (3, 48, 4, True)])
-def test_network_fast_matches_plain(group, size, batch, train):
+@pytest.mark.parametrize("group,size,batch,train,pool_pad", [(3, 40, 2, False, "same"), (8, 33, 2, False, "symmetric"),
+                                                            (3, 48, 4, True, "same")])
+def test_network_fast_matches_plain(group, size, batch, train, pool_pad):
     ms.set_context(mode=ms.GRAPH_MODE)
     rng = np.random.RandomState(0)
     x = ms.Tensor(rng.standard_normal((batch, 3, size, size)).astype(np.float32))
     sens = ms.Tensor(rng.standard_normal((batch, 10)).astype(np.float32))
     results = {}
     for impl in ("fast", "plain"):
-        net = fill_deterministic(_net(impl, group), 5)
+        net = fill_deterministic(_net(impl, group, pool_pad), 5)
         net.set_train(train)
         grad = ops.GradOperation(get_all=True, get_by_list=True, sens_param=True)
         dx, dparams = grad(net, ms.ParameterTuple(net.trainable_params()))(x, sens)

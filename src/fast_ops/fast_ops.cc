@@ -31,6 +31,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -1089,6 +1090,170 @@ int relu_grad(int nparam, void **params, int *ndims, int64_t **shapes, const cha
   return 0;
 }
 
+// ---------------------------------------------------------------------------
+// 3x3, stride 2 pooling. Padding: "same" (MindSpore pad_mode="same": the total
+// padding (Ho - 1) * 2 + 3 - H, its smaller half on top/left; averages over the
+// real pixels only) or "sym" (1 on every side, averages divide by 9 like
+// count_include_pad). Max pooling ignores padding; its gradient goes to the first
+// maximum of the window in row-major order, as MindSpore's does.
+// ---------------------------------------------------------------------------
+struct PoolGeom {
+  int H, W, Ho, Wo, pt, pl;
+  bool same;
+};
+
+bool pool_geom(const int64_t *in, const int64_t *out, bool same, PoolGeom *g) {
+  g->H = static_cast<int>(in[2]);
+  g->W = static_cast<int>(in[3]);
+  g->same = same;
+  if (same) {
+    g->Ho = (g->H + 1) / 2;
+    g->Wo = (g->W + 1) / 2;
+    g->pt = std::max((g->Ho - 1) * 2 + 3 - g->H, 0) / 2;
+    g->pl = std::max((g->Wo - 1) * 2 + 3 - g->W, 0) / 2;
+  } else {
+    g->Ho = (g->H - 1) / 2 + 1;
+    g->Wo = (g->W - 1) / 2 + 1;
+    g->pt = 1;
+    g->pl = 1;
+  }
+  return out[0] == in[0] && out[1] == in[1] && out[2] == g->Ho && out[3] == g->Wo;
+}
+
+// The valid input range [lo, hi) of window `o` along one axis.
+FAST_OPS_INLINE void window(int o, int pad, int size, int *lo, int *hi) {
+  const int start = o * 2 - pad;
+  *lo = std::max(start, 0);
+  *hi = std::min(start + 3, size);
+}
+
+FAST_OPS_CLONES void pool_plane_fwd(const float *x, float *y, const PoolGeom &g, bool is_max, float *buf) {
+  // 1. Each input row, padded (pl in front; the pad value never wins / adds 0) and
+  //    split by column parity, E[j] = padded[2j], O[j] = padded[2j + 1]; then the
+  //    horizontal 3-tap reduction h[r][ow] = op(E[ow], O[ow], E[ow + 1]).
+  // 2. Vertical 3-tap reduction over the valid rows of each window; averages scaled
+  //    by 1 / count.
+  const float pad_value = is_max ? -std::numeric_limits<float>::infinity() : 0.f;
+  const int n = g.Wo + 1;
+  float *e = buf, *o = buf + n, *h = buf + 2 * n, *inv_cols = h + static_cast<int64_t>(g.H) * g.Wo;
+  for (int r = 0; r < g.H; ++r) {
+    const float *xr = x + static_cast<int64_t>(r) * g.W;
+    for (int j = 0; j < n; ++j) {
+      const int ce = 2 * j - g.pl, co = 2 * j + 1 - g.pl;
+      e[j] = (ce >= 0 && ce < g.W) ? xr[ce] : pad_value;
+      o[j] = (co >= 0 && co < g.W) ? xr[co] : pad_value;
+    }
+    float *hr = h + static_cast<int64_t>(r) * g.Wo;
+    if (is_max) {
+#pragma omp simd
+      for (int j = 0; j < g.Wo; ++j) hr[j] = std::max(std::max(e[j], o[j]), e[j + 1]);
+    } else {
+#pragma omp simd
+      for (int j = 0; j < g.Wo; ++j) hr[j] = e[j] + o[j] + e[j + 1];
+    }
+  }
+  if (!is_max) {
+    for (int ow = 0; ow < g.Wo; ++ow) {
+      int c0, c1;
+      window(ow, g.pl, g.W, &c0, &c1);
+      inv_cols[ow] = g.same ? 1.f / static_cast<float>(c1 - c0) : 1.f / 3.f;
+    }
+  }
+  for (int oh = 0; oh < g.Ho; ++oh) {
+    int r0, r1;
+    window(oh, g.pt, g.H, &r0, &r1);
+    float *yr = y + static_cast<int64_t>(oh) * g.Wo;
+    const float *a = h + static_cast<int64_t>(r0) * g.Wo;
+    const int rows = r1 - r0;
+    if (is_max) {
+      if (rows == 3) {
+#pragma omp simd
+        for (int j = 0; j < g.Wo; ++j) yr[j] = std::max(std::max(a[j], a[j + g.Wo]), a[j + 2 * g.Wo]);
+      } else if (rows == 2) {
+#pragma omp simd
+        for (int j = 0; j < g.Wo; ++j) yr[j] = std::max(a[j], a[j + g.Wo]);
+      } else {
+        std::memcpy(yr, a, sizeof(float) * g.Wo);
+      }
+    } else {
+      const float inv_rows = g.same ? 1.f / static_cast<float>(rows) : 1.f / 3.f;
+      if (rows == 3) {
+#pragma omp simd
+        for (int j = 0; j < g.Wo; ++j) yr[j] = (a[j] + a[j + g.Wo] + a[j + 2 * g.Wo]) * (inv_rows * inv_cols[j]);
+      } else if (rows == 2) {
+#pragma omp simd
+        for (int j = 0; j < g.Wo; ++j) yr[j] = (a[j] + a[j + g.Wo]) * (inv_rows * inv_cols[j]);
+      } else {
+#pragma omp simd
+        for (int j = 0; j < g.Wo; ++j) yr[j] = a[j] * (inv_rows * inv_cols[j]);
+      }
+    }
+  }
+}
+
+FAST_OPS_CLONES void pool_plane_bwd(const float *x, const float *dy, float *dx, const PoolGeom &g, bool is_max) {
+  std::memset(dx, 0, sizeof(float) * g.H * g.W);
+  for (int oh = 0; oh < g.Ho; ++oh) {
+    int r0, r1;
+    window(oh, g.pt, g.H, &r0, &r1);
+    for (int ow = 0; ow < g.Wo; ++ow) {
+      int c0, c1;
+      window(ow, g.pl, g.W, &c0, &c1);
+      const float d = dy[static_cast<int64_t>(oh) * g.Wo + ow];
+      if (is_max) {
+        int64_t best = static_cast<int64_t>(r0) * g.W + c0;
+        float bv = x[best];
+        for (int r = r0; r < r1; ++r) {
+          for (int c = c0; c < c1; ++c) {
+            const int64_t i = static_cast<int64_t>(r) * g.W + c;
+            if (x[i] > bv) {
+              bv = x[i];
+              best = i;
+            }
+          }
+        }
+        dx[best] += d;
+      } else {
+        const float v = d / (g.same ? static_cast<float>((r1 - r0) * (c1 - c0)) : 9.f);
+        for (int r = r0; r < r1; ++r) {
+          for (int c = c0; c < c1; ++c) dx[static_cast<int64_t>(r) * g.W + c] += v;
+        }
+      }
+    }
+  }
+}
+
+// mode: bit 0 = max (else average), bit 1 = "same" padding (else symmetric).
+// Forward: input x; output y.
+int pool_forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int mode) {
+  if (!check(nparam, 2, ndims, dtypes)) return 1;
+  PoolGeom g;
+  if (!pool_geom(shapes[0], shapes[1], (mode & 2) != 0, &g)) return 2;
+  const float *x = static_cast<const float *>(params[0]);
+  float *y = static_cast<float *>(params[1]);
+  const int64_t in_plane = static_cast<int64_t>(g.H) * g.W, out_plane = static_cast<int64_t>(g.Ho) * g.Wo;
+  parallel_for(shapes[0][0] * shapes[0][1], [&](int64_t p) {
+    const size_t buf_n = 2 * static_cast<size_t>(g.Wo + 1) + static_cast<size_t>(g.H) * g.Wo + g.Wo;
+    pool_plane_fwd(x + p * in_plane, y + p * out_plane, g, (mode & 1) != 0, scratch(0, buf_n));
+  });
+  return 0;
+}
+
+// Backward: inputs x, dy; output dx.
+int pool_backward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int mode) {
+  if (!check(nparam, 3, ndims, dtypes)) return 1;
+  PoolGeom g;
+  if (!pool_geom(shapes[0], shapes[1], (mode & 2) != 0, &g)) return 2;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *dy = static_cast<const float *>(params[1]);
+  float *dx = static_cast<float *>(params[2]);
+  const int64_t in_plane = static_cast<int64_t>(g.H) * g.W, out_plane = static_cast<int64_t>(g.Ho) * g.Wo;
+  parallel_for(shapes[0][0] * shapes[0][1], [&](int64_t p) {
+    pool_plane_bwd(x + p * in_plane, dy + p * out_plane, dx + p * in_plane, g, (mode & 1) != 0);
+  });
+  return 0;
+}
+
 }  // namespace
 
 #define FAST_OPS_ENTRY(name, impl, stride)                                                                 \
@@ -1111,6 +1276,14 @@ FAST_OPS_ENTRY(fast_pw_bn_fwd, pw_bn_forward, 0)
 FAST_OPS_ENTRY(fast_pw_bn_fwd_relu, pw_bn_forward, 1)
 FAST_OPS_ENTRY(fast_dw3x3_bn_fwd_s1, dw_bn_forward, 1)
 FAST_OPS_ENTRY(fast_dw3x3_bn_fwd_s2, dw_bn_forward, 2)
+FAST_OPS_ENTRY(fast_avgpool3x3s2_sym_fwd, pool_forward, 0)
+FAST_OPS_ENTRY(fast_maxpool3x3s2_sym_fwd, pool_forward, 1)
+FAST_OPS_ENTRY(fast_avgpool3x3s2_same_fwd, pool_forward, 2)
+FAST_OPS_ENTRY(fast_maxpool3x3s2_same_fwd, pool_forward, 3)
+FAST_OPS_ENTRY(fast_avgpool3x3s2_sym_bwd, pool_backward, 0)
+FAST_OPS_ENTRY(fast_maxpool3x3s2_sym_bwd, pool_backward, 1)
+FAST_OPS_ENTRY(fast_avgpool3x3s2_same_bwd, pool_backward, 2)
+FAST_OPS_ENTRY(fast_maxpool3x3s2_same_bwd, pool_backward, 3)
 FAST_OPS_ENTRY(fast_add_relu, add_relu, 0)
 FAST_OPS_ENTRY(fast_relu_grad, relu_grad, 0)
 FAST_OPS_ENTRY(fast_bn_train_fwd, bn_train_forward, 0)
@@ -1123,7 +1296,7 @@ FAST_OPS_ENTRY(fast_bn_infer_bwd, bn_infer_backward, 0)
 FAST_OPS_ENTRY(fast_bn_infer_bwd_relu, bn_infer_backward, 1)
 
 // Lets the loader check that the library it found is one of ours and of this version.
-extern "C" int fast_ops_abi_version() { return 7; }
+extern "C" int fast_ops_abi_version() { return 8; }
 
 // Whether the 1x1 convolution kernels found oneDNN's sgemm in this process (1) or not (0).
 extern "C" int fast_ops_gemm_available() { return find_sgemm() != nullptr ? 1 : 0; }

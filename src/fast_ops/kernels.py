@@ -10,7 +10,7 @@ import mindspore.ops as ops
 from . import native
 
 __all__ = ["pointwise_op", "gemm_available", "depthwise_op", "im2col_op", "bn_train_op", "bn_infer_op",
-           "pointwise_bn_op", "depthwise_bn_op", "add_relu_op", "shuffle_permutation"]
+           "pointwise_bn_op", "depthwise_bn_op", "add_relu_op", "pool_op", "POOL_PADDINGS", "shuffle_permutation"]
 
 _cache = {}
 
@@ -189,3 +189,29 @@ def add_relu_op():
 
         return _custom("fast_add_relu", out_shape=lambda a, b: a, out_dtype=lambda a, b: a, bprop=bprop)
     return _cached("add_relu", make)
+
+
+# ShuffleNetV1's two paddings of its 3x3 stride-2 pools (src.shufflenetv1.POOL_PADS) -> kernel names.
+POOL_PADDINGS = {"same": "same", "symmetric": "sym"}
+
+
+def pool_op(kind, padding):
+    """x -> 3x3 stride-2 ``kind`` ("max" or "avg") pooling with ``padding`` ("same" or "symmetric")."""
+    if kind not in ("max", "avg") or padding not in POOL_PADDINGS:
+        raise ValueError(f"no fast pooling for kind={kind!r}, padding={padding!r}")
+    name = f"fast_{kind}pool3x3s2_{POOL_PADDINGS[padding]}"
+
+    def out_hw(shape):
+        if padding == "same":
+            return (shape[2] + 1) // 2, (shape[3] + 1) // 2
+        return _out_hw(shape, 2)
+
+    def make():
+        backward = _custom(name + "_bwd", out_shape=lambda x, dy: x, out_dtype=lambda x, dy: x)
+
+        def bprop(x, out, dout):
+            return (backward(x, dout),)
+
+        return _custom(name + "_fwd", out_shape=lambda x: (x[0], x[1], *out_hw(x)), out_dtype=lambda x: x,
+                       bprop=bprop)
+    return _cached(("pool", kind, padding), make)
