@@ -11,7 +11,7 @@ import mindspore.nn as nn
 import mindspore.ops as ops
 from mindspore.common.initializer import XavierUniform
 
-from .fast_ops import AddReLU, batchnorm, conv2d, conv_bn_sequence, resolve_conv_impl
+from .fast_ops import AddReLU, Pool3x3s2, batchnorm, conv2d, conv_bn_sequence, resolve_conv_impl
 
 __all__ = ["ShuffleNetV1", "ShuffleV1Block", "channel_shuffle", "STAGE_CHANNELS",
            "MODEL_SIZES", "GROUPS", "STAGE_REPEATS", "POOL_PADS", "CONV_IMPLS", "shufflenetv1",
@@ -40,7 +40,9 @@ POOL_PADS = ("same", "symmetric")
 CONV_IMPLS = ("auto", "fast", "plain")
 
 
-def _pool(kind, pool_pad):
+def _pool(kind, pool_pad, fast=False):
+    if fast:
+        return Pool3x3s2(kind, pool_pad)
     cls = nn.MaxPool2d if kind == "max" else nn.AvgPool2d
     if pool_pad == "same":
         return cls(kernel_size=3, stride=2, pad_mode="same")
@@ -109,7 +111,7 @@ class ShuffleV1Block(nn.Cell):
             *batchnorm(main_out, fast),
         ], fast)
         if stride == 2:
-            self.branch_proj = _pool("avg", pool_pad)
+            self.branch_proj = _pool("avg", pool_pad, fast)
         self.relu = nn.ReLU()
         # Fast path: the residual add and its ReLU in one pass.
         self.add_relu = AddReLU() if fast else None
@@ -164,7 +166,7 @@ class ShuffleNetV1(nn.Cell):
                    weight_init=XavierUniform(), fast=fast),
             *batchnorm(stem, fast, relu=True),
         ], fast)
-        self.maxpool = _pool("max", pool_pad)
+        self.maxpool = _pool("max", pool_pad, fast)
 
         units = []
         in_channels = stem
