@@ -16,7 +16,7 @@ from src.fast_ops import conv as fast_conv
 from src.fast_ops import kernels, native
 from src.fast_ops.conv import DenseConv3x3, DepthwiseConv2d, PointwiseConv2d, shuffle_permutation
 from src.fast_ops.norm import BatchNorm2d
-from src.fast_ops.pool import Pool3x3s2
+from src.fast_ops.pool import GlobalAvgPool, Pool3x3s2
 from src.shufflenetv1 import ShuffleNetV1, channel_shuffle
 from tests.helpers import fill_deterministic
 
@@ -186,6 +186,18 @@ def test_pool_matches_nn_pool(mode, kind, padding, shape):
     sens = ms.Tensor(rng.standard_normal(y.shape).astype(np.float32))
     grad = ops.GradOperation(sens_param=True)
     assert_close(grad(fast)(x, sens).asnumpy(), grad(plain)(x, sens).asnumpy(), "input gradient")
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7, 6), (3, 4, 1, 1)])
+def test_global_avg_pool_matches_mean(mode, shape):
+    rng = np.random.RandomState(6)
+    x = ms.Tensor(rng.standard_normal(shape).astype(np.float32))
+    fast = GlobalAvgPool()
+    assert_close(fast(x).asnumpy(), x.asnumpy().mean(axis=(2, 3)), "output")
+    sens = rng.standard_normal(shape[:2]).astype(np.float32)
+    dx = ops.GradOperation(sens_param=True)(fast)(x, ms.Tensor(sens)).asnumpy()
+    expected = np.broadcast_to(sens[:, :, None, None] / (shape[2] * shape[3]), shape)
+    assert_close(dx, expected, "input gradient")
 
 
 def test_pool_rejects_unknown_kind_or_padding():

@@ -8,8 +8,8 @@ subclasses of nn.Conv2d / nn.BatchNorm2d), :mod:`src.fast_ops.kernels` the custo
 from .conv import (DENSE3X3_MAX_IN_CHANNELS, DenseConv3x3, DepthwiseConv2d, PointwiseConv2d, conv2d,
                    fast_ops_available, resolve_conv_impl)
 from .native import FastOpsUnavailable, build_library, cache_dir
-from .pool import Pool3x3s2
-from .norm import AddReLU, BatchNorm2d, ConvBNSequence, batchnorm, conv_bn_sequence
+from .pool import GlobalAvgPool, Pool3x3s2
+from .norm import BatchNorm2d, ConvBNSequence, batchnorm, conv_bn_sequence
 
-__all__ = ["Pool3x3s2", "AddReLU", "BatchNorm2d", "batchnorm", "ConvBNSequence", "conv_bn_sequence", "PointwiseConv2d", "DepthwiseConv2d", "DenseConv3x3", "conv2d", "resolve_conv_impl",
+__all__ = ["Pool3x3s2", "GlobalAvgPool", "BatchNorm2d", "batchnorm", "ConvBNSequence", "conv_bn_sequence", "PointwiseConv2d", "DepthwiseConv2d", "DenseConv3x3", "conv2d", "resolve_conv_impl",
            "fast_ops_available", "DENSE3X3_MAX_IN_CHANNELS", "FastOpsUnavailable", "build_library", "cache_dir"]

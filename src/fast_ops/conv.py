@@ -21,8 +21,8 @@ import mindspore.nn as nn
 import mindspore.ops as ops
 
 from . import native
-from .kernels import (bn_infer_op, depthwise_bn_op, depthwise_op, gemm_available, im2col_op, pointwise_bn_op,
-                      pointwise_op, shuffle_permutation)
+from .kernels import (add_relu_op, bn_infer_op, depthwise_bn_op, depthwise_op, gemm_available, im2col_op,
+                      pointwise_bn_add_relu_op, pointwise_bn_op, pointwise_op, shuffle_permutation)
 
 __all__ = ["PointwiseConv2d", "DepthwiseConv2d", "DenseConv3x3", "conv2d", "resolve_conv_impl",
            "fast_ops_available", "shuffle_permutation", "DENSE3X3_MAX_IN_CHANNELS"]
@@ -83,15 +83,23 @@ class PointwiseConv2d(nn.Conv2d):
         self.bmm = ops.BatchMatMul()
 
     def fuse_bn(self, relu):
-        """Prepare :meth:`forward_with_bn` for a following BN (then ReLU if ``relu``)."""
+        """Prepare :meth:`forward_with_bn` (and :meth:`forward_with_bn_add_relu`) for a following BN."""
         self.bn_fused = pointwise_bn_op(relu) if self.use_gemm else None
+        self.bn_add_relu_fused = pointwise_bn_add_relu_op() if self.use_gemm and not relu else None
         self.bn_eval = bn_infer_op(relu)
+        self.add_relu = add_relu_op()
 
     def forward_with_bn(self, x, gamma, beta, mean, var, hyper):
         """Inference: this convolution, then BN on moving statistics (and ReLU), fused where possible."""
         if self.use_gemm:
             return self.bn_fused(x, self.weight, gamma, beta, mean, var, hyper)
         return self.bn_eval(self.construct(x), gamma, beta, mean, var, hyper)
+
+    def forward_with_bn_add_relu(self, x, gamma, beta, mean, var, hyper, residual):
+        """Inference: relu(BN(this convolution(x)) + residual), one kernel where possible."""
+        if self.bn_add_relu_fused is not None:
+            return self.bn_add_relu_fused(x, self.weight, gamma, beta, mean, var, hyper, residual)
+        return self.add_relu(residual, self.forward_with_bn(x, gamma, beta, mean, var, hyper))
 
     def construct(self, x):
         if self.use_gemm:

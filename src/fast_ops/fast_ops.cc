@@ -250,25 +250,33 @@ FAST_OPS_INLINE void pad_plane_s2(const float *x, float *e, float *o, int H, int
   }
 }
 
+constexpr int64_t kDotBlock = 2048;  // float partial sums over at most this many products
+
 // ---------------------------------------------------------------------------
 // Depthwise 3x3 forward on one plane. w points at 9 weights (kh * 3 + kw).
 // ---------------------------------------------------------------------------
+// Stride 1 works on the padded plane as one flat array (row stride W + 2): output
+// q = oh * (W + 2) + ow reads pad[q + kh * (W + 2) + kw]. The two extra columns per
+// row are computed and dropped, which keeps the loop long and vectorised even for
+// 7x7 and 14x14 planes. pad holds (H + 2) * (W + 2) + 2 + H * (W + 2) floats.
 FAST_OPS_CLONES void dw_plane_fwd_s1(const float *x, const float *w, float *y, int H, int W, float *pad,
                                      float bias = 0.f) {
   pad_plane_s1(x, pad, H, W);
   const int pw = W + 2;
+  const int64_t n = static_cast<int64_t>(H) * pw;
+  pad[(H + 2) * pw] = 0.f;
+  pad[(H + 2) * pw + 1] = 0.f;
+  float *t = pad + (H + 2) * pw + 2;
   const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7],
               w8 = w[8];
-  for (int oh = 0; oh < H; ++oh) {
-    const float *r0 = pad + oh * pw;
-    const float *r1 = r0 + pw;
-    const float *r2 = r1 + pw;
-    float *yr = y + static_cast<int64_t>(oh) * W;
+  const float *r0 = pad, *r1 = pad + pw, *r2 = pad + 2 * pw;
 #pragma omp simd
-    for (int ow = 0; ow < W; ++ow) {
-      yr[ow] = bias + w0 * r0[ow] + w1 * r0[ow + 1] + w2 * r0[ow + 2] + w3 * r1[ow] + w4 * r1[ow + 1] +
-               w5 * r1[ow + 2] + w6 * r2[ow] + w7 * r2[ow + 1] + w8 * r2[ow + 2];
-    }
+  for (int64_t q = 0; q < n; ++q) {
+    t[q] = bias + w0 * r0[q] + w1 * r0[q + 1] + w2 * r0[q + 2] + w3 * r1[q] + w4 * r1[q + 1] + w5 * r1[q + 2] +
+           w6 * r2[q] + w7 * r2[q + 1] + w8 * r2[q + 2];
+  }
+  for (int oh = 0; oh < H; ++oh) {
+    std::memcpy(y + static_cast<int64_t>(oh) * W, t + static_cast<int64_t>(oh) * pw, sizeof(float) * W);
   }
 }
 
@@ -304,33 +312,42 @@ FAST_OPS_CLONES void dw_plane_bwd_s1(const float *x, const float *dy, const floa
   float flipped[9];
   for (int k = 0; k < 9; ++k) flipped[k] = w[8 - k];
   dw_plane_fwd_s1(dy, flipped, dx, H, W, pad_dy);
-  // Weight gradient: dw[kh][kw] = sum dy[oh][ow] * xpad[oh + kh][ow + kw].
+  // Weight gradient: dw[kh][kw] = sum dy[oh][ow] * xpad[oh + kh][ow + kw], flat as in
+  // the forward: dy laid out with row stride W + 2, zeros in the two extra columns.
   pad_plane_s1(x, pad, H, W);
   const int pw = W + 2;
-  float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f, a4 = 0.f, a5 = 0.f, a6 = 0.f, a7 = 0.f, a8 = 0.f;
+  const int64_t n = static_cast<int64_t>(H) * pw;
+  pad[(H + 2) * pw] = 0.f;
+  pad[(H + 2) * pw + 1] = 0.f;
+  float *g = pad_dy;
   for (int oh = 0; oh < H; ++oh) {
-    const float *r0 = pad + oh * pw;
-    const float *r1 = r0 + pw;
-    const float *r2 = r1 + pw;
-    const float *g = dy + static_cast<int64_t>(oh) * W;
+    float *row = g + static_cast<int64_t>(oh) * pw;
+    std::memcpy(row, dy + static_cast<int64_t>(oh) * W, sizeof(float) * W);
+    row[W] = 0.f;
+    row[W + 1] = 0.f;
+  }
+  const float *r0 = pad, *r1 = pad + pw, *r2 = pad + 2 * pw;
+  double sums[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
+  for (int64_t q0 = 0; q0 < n; q0 += kDotBlock) {
+    const int64_t q1 = std::min(n, q0 + kDotBlock);
     float b0 = 0.f, b1 = 0.f, b2 = 0.f, b3 = 0.f, b4 = 0.f, b5 = 0.f, b6 = 0.f, b7 = 0.f, b8 = 0.f;
 #pragma omp simd reduction(+ : b0, b1, b2, b3, b4, b5, b6, b7, b8)
-    for (int ow = 0; ow < W; ++ow) {
-      const float gv = g[ow];
-      b0 += gv * r0[ow];
-      b1 += gv * r0[ow + 1];
-      b2 += gv * r0[ow + 2];
-      b3 += gv * r1[ow];
-      b4 += gv * r1[ow + 1];
-      b5 += gv * r1[ow + 2];
-      b6 += gv * r2[ow];
-      b7 += gv * r2[ow + 1];
-      b8 += gv * r2[ow + 2];
+    for (int64_t q = q0; q < q1; ++q) {
+      const float gv = g[q];
+      b0 += gv * r0[q];
+      b1 += gv * r0[q + 1];
+      b2 += gv * r0[q + 2];
+      b3 += gv * r1[q];
+      b4 += gv * r1[q + 1];
+      b5 += gv * r1[q + 2];
+      b6 += gv * r2[q];
+      b7 += gv * r2[q + 1];
+      b8 += gv * r2[q + 2];
     }
-    a0 += b0; a1 += b1; a2 += b2; a3 += b3; a4 += b4; a5 += b5; a6 += b6; a7 += b7; a8 += b8;
+    sums[0] += b0; sums[1] += b1; sums[2] += b2; sums[3] += b3; sums[4] += b4;
+    sums[5] += b5; sums[6] += b6; sums[7] += b7; sums[8] += b8;
   }
-  acc[0] += a0; acc[1] += a1; acc[2] += a2; acc[3] += a3; acc[4] += a4;
-  acc[5] += a5; acc[6] += a6; acc[7] += a7; acc[8] += a8;
+  for (int k = 0; k < 9; ++k) acc[k] += sums[k];
 }
 
 FAST_OPS_CLONES void dw_plane_bwd_s2(const float *x, const float *dy, const float *w, float *dx, double *acc, int H,
@@ -405,13 +422,13 @@ FAST_OPS_CLONES void dw_plane_bwd_s2(const float *x, const float *dy, const floa
 }
 
 size_t pad_floats(int H, int W, int stride) {
-  if (stride == 1) return static_cast<size_t>(H + 2) * (W + 2);
+  if (stride == 1) return static_cast<size_t>(2 * H + 2) * (W + 2) + 2;
   const int Wo = out_size(W, 2);
   return 2 * static_cast<size_t>(H + 3) * (Wo + 1);
 }
 
 size_t pad_dy_floats(int H, int W, int stride) {
-  if (stride == 1) return static_cast<size_t>(H + 2) * (W + 2);
+  if (stride == 1) return static_cast<size_t>(2 * H + 2) * (W + 2) + 2;
   const int Ho = out_size(H, 2), Wo = out_size(W, 2);
   return static_cast<size_t>(Ho + 3) * (Wo + 1);
 }
@@ -939,11 +956,20 @@ void bn_fold(const float *gamma, const float *beta, const float *mean, const flo
   }
 }
 
-FAST_OPS_CLONES void add_bias_rows(float *y, int64_t rows, int64_t n, const float *bias, bool relu) {
+// y = y + bias[row] (+ residual) (then ReLU), rows of n values.
+FAST_OPS_CLONES void add_bias_rows(float *y, int64_t rows, int64_t n, const float *bias, const float *residual,
+                                   bool relu) {
   for (int64_t r = 0; r < rows; ++r) {
     float *row = y + r * n;
     const float b = bias[r];
-    if (relu) {
+    if (residual != nullptr) {
+      const float *res = residual + r * n;
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) {
+        const float v = row[i] + b + res[i];
+        row[i] = v > 0.f ? v : 0.f;
+      }
+    } else if (relu) {
 #pragma omp simd
       for (int64_t i = 0; i < n; ++i) {
         const float v = row[i] + b;
@@ -956,9 +982,11 @@ FAST_OPS_CLONES void add_bias_rows(float *y, int64_t rows, int64_t n, const floa
   }
 }
 
-// 1x1 conv + BN (+ ReLU): inputs x, w, gamma, beta, moving_mean, moving_var, hyper; output y.
-int pw_bn_forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int relu) {
-  if (nparam != 8 || ndims[0] != 4 || ndims[1] != 4 || ndims[7] != 4) return 1;
+// 1x1 conv + BN, then by mode: 0 nothing, 1 ReLU, 2 + residual then ReLU (ShuffleNet's join).
+// Inputs x, w, gamma, beta, moving_mean, moving_var, hyper [, residual (B, Cout, H, W)]; output y.
+int pw_bn_forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int mode) {
+  const int out = mode == 2 ? 8 : 7;
+  if (nparam != out + 1 || ndims[0] != 4 || ndims[1] != 4 || ndims[out] != 4) return 1;
   for (int i = 0; i < nparam; ++i) {
     if (!is_f32(dtypes[i])) return 1;
   }
@@ -970,10 +998,18 @@ int pw_bn_forward(int nparam, void **params, int *ndims, int64_t **shapes, const
   if (sgemm == nullptr) return 4;
   PwDims d;
   if (!pw_dims(shapes[0], shapes[1], &d)) return 2;
-  if (shapes[7][1] != d.cout || shapes[7][2] * shapes[7][3] != d.hw) return 2;
+  if (shapes[out][1] != d.cout || shapes[out][2] * shapes[out][3] != d.hw) return 2;
+  const float *residual = nullptr;
+  if (mode == 2) {
+    if (ndims[7] != 4) return 1;
+    for (int j = 0; j < 4; ++j) {
+      if (shapes[7][j] != shapes[out][j]) return 2;
+    }
+    residual = static_cast<const float *>(params[7]);
+  }
   const float *x = static_cast<const float *>(params[0]);
   const float *w = static_cast<const float *>(params[1]);
-  float *y = static_cast<float *>(params[7]);
+  float *y = static_cast<float *>(params[out]);
   std::vector<float> scale(d.cout), shift(d.cout), ws(static_cast<size_t>(d.cout * d.cg));
   bn_fold(static_cast<const float *>(params[2]), static_cast<const float *>(params[3]),
           static_cast<const float *>(params[4]), static_cast<const float *>(params[5]),
@@ -984,11 +1020,12 @@ int pw_bn_forward(int nparam, void **params, int *ndims, int64_t **shapes, const
   std::atomic<int> status{0};
   parallel_for(d.b * d.g, [&](int64_t t) {
     const int64_t b = t / d.g, gi = t % d.g;
-    float *out = y + (b * d.cout + gi * d.og) * d.hw;
+    const int64_t off = (b * d.cout + gi * d.og) * d.hw;
     const int rc = sgemm('N', 'N', d.og, d.hw, d.cg, 1.f, ws.data() + gi * d.og * d.cg, d.cg,
-                         x + (b * d.cin + gi * d.cg) * d.hw, d.hw, 0.f, out, d.hw, nullptr);
+                         x + (b * d.cin + gi * d.cg) * d.hw, d.hw, 0.f, y + off, d.hw, nullptr);
     if (rc != 0) status = 5;
-    add_bias_rows(out, d.og, d.hw, shift.data() + gi * d.og, relu != 0);
+    add_bias_rows(y + off, d.og, d.hw, shift.data() + gi * d.og, residual != nullptr ? residual + off : nullptr,
+                  mode == 1);
   });
   return status.load();
 }
@@ -1254,6 +1291,46 @@ int pool_backward(int nparam, void **params, int *ndims, int64_t **shapes, const
   return 0;
 }
 
+// ---------------------------------------------------------------------------
+// Global average pooling: x (B, C, H, W) -> y (B, C); gradient dy / (H * W) everywhere.
+// ---------------------------------------------------------------------------
+int gap_forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int) {
+  if (nparam != 2 || ndims[0] != 4 || ndims[1] != 2 || !is_f32(dtypes[0]) || !is_f32(dtypes[1])) return 1;
+  if (shapes[1][0] != shapes[0][0] || shapes[1][1] != shapes[0][1]) return 2;
+  const float *x = static_cast<const float *>(params[0]);
+  float *y = static_cast<float *>(params[1]);
+  const int64_t hw = shapes[0][2] * shapes[0][3], planes = shapes[0][0] * shapes[0][1];
+  const int64_t per_task = std::max<int64_t>(1, kChunk / std::max<int64_t>(hw, 1));
+  parallel_for((planes + per_task - 1) / per_task, [&](int64_t t) {
+    for (int64_t p = t * per_task; p < std::min(planes, (t + 1) * per_task); ++p) {
+      double s = 0.0;
+      for (int64_t i = 0; i < hw; i += kBlock) s += block_sum(x + p * hw + i, static_cast<int>(std::min<int64_t>(kBlock, hw - i)));
+      y[p] = static_cast<float>(s / static_cast<double>(hw));
+    }
+  });
+  return 0;
+}
+
+// inputs x (for its shape), dy (B, C); output dx (B, C, H, W).
+int gap_backward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int) {
+  if (nparam != 3 || ndims[0] != 4 || ndims[1] != 2 || ndims[2] != 4) return 1;
+  for (int i = 0; i < 3; ++i) {
+    if (!is_f32(dtypes[i])) return 1;
+  }
+  const float *dy = static_cast<const float *>(params[1]);
+  float *dx = static_cast<float *>(params[2]);
+  const int64_t hw = shapes[0][2] * shapes[0][3], planes = shapes[0][0] * shapes[0][1];
+  const int64_t per_task = std::max<int64_t>(1, kChunk / std::max<int64_t>(hw, 1));
+  const float inv = 1.f / static_cast<float>(hw);
+  parallel_for((planes + per_task - 1) / per_task, [&](int64_t t) {
+    for (int64_t p = t * per_task; p < std::min(planes, (t + 1) * per_task); ++p) {
+      const float v = dy[p] * inv;
+      std::fill(dx + p * hw, dx + (p + 1) * hw, v);
+    }
+  });
+  return 0;
+}
+
 }  // namespace
 
 #define FAST_OPS_ENTRY(name, impl, stride)                                                                 \
@@ -1274,6 +1351,7 @@ FAST_OPS_ENTRY(fast_pw_fwd, pw_forward, 0)
 FAST_OPS_ENTRY(fast_pw_bwd, pw_backward, 0)
 FAST_OPS_ENTRY(fast_pw_bn_fwd, pw_bn_forward, 0)
 FAST_OPS_ENTRY(fast_pw_bn_fwd_relu, pw_bn_forward, 1)
+FAST_OPS_ENTRY(fast_pw_bn_add_relu_fwd, pw_bn_forward, 2)
 FAST_OPS_ENTRY(fast_dw3x3_bn_fwd_s1, dw_bn_forward, 1)
 FAST_OPS_ENTRY(fast_dw3x3_bn_fwd_s2, dw_bn_forward, 2)
 FAST_OPS_ENTRY(fast_avgpool3x3s2_sym_fwd, pool_forward, 0)
@@ -1284,6 +1362,8 @@ FAST_OPS_ENTRY(fast_avgpool3x3s2_sym_bwd, pool_backward, 0)
 FAST_OPS_ENTRY(fast_maxpool3x3s2_sym_bwd, pool_backward, 1)
 FAST_OPS_ENTRY(fast_avgpool3x3s2_same_bwd, pool_backward, 2)
 FAST_OPS_ENTRY(fast_maxpool3x3s2_same_bwd, pool_backward, 3)
+FAST_OPS_ENTRY(fast_gap_fwd, gap_forward, 0)
+FAST_OPS_ENTRY(fast_gap_bwd, gap_backward, 0)
 FAST_OPS_ENTRY(fast_add_relu, add_relu, 0)
 FAST_OPS_ENTRY(fast_relu_grad, relu_grad, 0)
 FAST_OPS_ENTRY(fast_bn_train_fwd, bn_train_forward, 0)
@@ -1296,7 +1376,7 @@ FAST_OPS_ENTRY(fast_bn_infer_bwd, bn_infer_backward, 0)
 FAST_OPS_ENTRY(fast_bn_infer_bwd_relu, bn_infer_backward, 1)
 
 // Lets the loader check that the library it found is one of ours and of this version.
-extern "C" int fast_ops_abi_version() { return 8; }
+extern "C" int fast_ops_abi_version() { return 10; }
 
 // Whether the 1x1 convolution kernels found oneDNN's sgemm in this process (1) or not (0).
 extern "C" int fast_ops_gemm_available() { return find_sgemm() != nullptr ? 1 : 0; }

@@ -10,7 +10,7 @@ import mindspore.ops as ops
 from . import native
 
 __all__ = ["pointwise_op", "gemm_available", "depthwise_op", "im2col_op", "bn_train_op", "bn_infer_op",
-           "pointwise_bn_op", "depthwise_bn_op", "add_relu_op", "pool_op", "POOL_PADDINGS", "shuffle_permutation"]
+           "pointwise_bn_op", "pointwise_bn_add_relu_op", "depthwise_bn_op", "add_relu_op", "pool_op", "global_avg_pool_op", "POOL_PADDINGS", "shuffle_permutation"]
 
 _cache = {}
 
@@ -158,6 +158,28 @@ def pointwise_bn_op(relu):
     return _cached(("pw_bn", relu), make)
 
 
+def pointwise_bn_add_relu_op():
+    """Inference: (x, weight, gamma, beta, moving_mean, moving_variance, hyper, residual) ->
+    relu(BN(1x1 conv(x)) + residual): a ShuffleNet unit's last convolution and its join, in one kernel."""
+    def make():
+        conv, conv_backward = pointwise_op(), _pointwise_backward()
+        bn, bn_backward = bn_infer_op(False), _bn_infer_backward(False)
+        relu_grad = _relu_grad()
+
+        def bprop(x, weight, gamma, beta, mean, var, hyper, residual, out, dout):
+            z = conv(x, weight)
+            u = bn(z, gamma, beta, mean, var, hyper)
+            du = relu_grad(out, dout)
+            dz, dgamma, dbeta = bn_backward(z, gamma, mean, var, hyper, u, du)
+            dx, dweight = conv_backward(x, weight, dz)
+            return (dx, dweight, dgamma, dbeta, ops.zeros_like(mean), ops.zeros_like(var), ops.zeros_like(hyper),
+                    du)
+
+        return _custom("fast_pw_bn_add_relu_fwd", out_shape=lambda x, w, *rest: (x[0], w[0], x[2], x[3]),
+                       out_dtype=lambda x, *rest: x, bprop=bprop)
+    return _cached("pw_bn_add_relu", make)
+
+
 def depthwise_bn_op(stride):
     """Inference: (x, weight, perm, gamma, beta, moving_mean, moving_variance, hyper) ->
     depthwise conv (as :func:`depthwise_op`) then BN on the moving statistics, in one kernel."""
@@ -178,10 +200,15 @@ def depthwise_bn_op(stride):
     return _cached(("dw_bn", stride), make)
 
 
+def _relu_grad():
+    return _cached("relu_grad", lambda: _custom("fast_relu_grad", out_shape=lambda y, dy: y,
+                                                out_dtype=lambda y, dy: y))
+
+
 def add_relu_op():
     """(a, b) -> max(a + b, 0), one pass; the gradient of both inputs is dy where the output is > 0."""
     def make():
-        relu_grad = _custom("fast_relu_grad", out_shape=lambda y, dy: y, out_dtype=lambda y, dy: y)
+        relu_grad = _relu_grad()
 
         def bprop(a, b, out, dout):
             grad = relu_grad(out, dout)
@@ -215,3 +242,15 @@ def pool_op(kind, padding):
         return _custom(name + "_fwd", out_shape=lambda x: (x[0], x[1], *out_hw(x)), out_dtype=lambda x: x,
                        bprop=bprop)
     return _cached(("pool", kind, padding), make)
+
+
+def global_avg_pool_op():
+    """x (B, C, H, W) -> mean over H and W, (B, C)."""
+    def make():
+        backward = _custom("fast_gap_bwd", out_shape=lambda x, dy: x, out_dtype=lambda x, dy: x)
+
+        def bprop(x, out, dout):
+            return (backward(x, dout),)
+
+        return _custom("fast_gap_fwd", out_shape=lambda x: (x[0], x[1]), out_dtype=lambda x: x, bprop=bprop)
+    return _cached("gap", make)

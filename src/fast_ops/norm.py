@@ -16,7 +16,7 @@ import mindspore.ops as ops
 
 from .kernels import add_relu_op, bn_infer_op, bn_train_op
 
-__all__ = ["BatchNorm2d", "batchnorm", "ConvBNSequence", "conv_bn_sequence", "AddReLU"]
+__all__ = ["BatchNorm2d", "batchnorm", "ConvBNSequence", "conv_bn_sequence"]
 
 
 class BatchNorm2d(nn.BatchNorm2d):
@@ -63,7 +63,8 @@ class ConvBNSequence(nn.SequentialCell):
     In training it runs its cells one after the other. In eval mode each pair runs as
     one kernel, the BN (on its moving statistics) folded into the convolution: the
     BN's separate pass over the tensor is gone. The cells, and so the parameter names,
-    are those of the SequentialCell.
+    are those of the SequentialCell. :meth:`forward_add_relu` also takes over a
+    residual join, ``relu(self(x) + residual)``.
     """
 
     def __init__(self, cells):
@@ -73,7 +74,14 @@ class ConvBNSequence(nn.SequentialCell):
             raise ValueError("ConvBNSequence needs (fast convolution, fast BatchNorm2d) pairs")
         for conv, bn in zip(cells[::2], cells[1::2]):
             conv.fuse_bn(bn.fused_relu)
-        self.pair_starts = tuple(range(0, len(cells), 2))
+        starts = tuple(range(0, len(cells), 2))
+        self.pair_starts = starts
+        self.head_starts = starts[:-1]
+        self.last_start = starts[-1]
+        # The last pair can absorb the join if its convolution has the kernel for it and
+        # its BN has no ReLU of its own.
+        self.join_fusable = hasattr(cells[-2], "forward_with_bn_add_relu") and not cells[-1].fused_relu
+        self.add_relu = add_relu_op()
 
     def construct(self, x):
         if self.training:
@@ -86,18 +94,19 @@ class ConvBNSequence(nn.SequentialCell):
                                                   bn.hyper)
         return x
 
+    def forward_add_relu(self, x, residual):
+        """``relu(self(x) + residual)``: one pass for the join in training, none of its own in eval mode."""
+        if self.training or not self.join_fusable:
+            return self.add_relu(residual, self.construct(x))
+        for i in self.head_starts:
+            bn = self.cell_list[i + 1]
+            x = self.cell_list[i].forward_with_bn(x, bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance,
+                                                  bn.hyper)
+        bn = self.cell_list[self.last_start + 1]
+        return self.cell_list[self.last_start].forward_with_bn_add_relu(
+            x, bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance, bn.hyper, residual)
+
 
 def conv_bn_sequence(cells, fast):
     """``ConvBNSequence(cells)`` if ``fast``, else ``nn.SequentialCell(cells)``."""
     return ConvBNSequence(cells) if fast else nn.SequentialCell(cells)
-
-
-class AddReLU(nn.Cell):
-    """``relu(a + b)`` (ShuffleNet's residual join) in one native pass, and one for its gradient."""
-
-    def __init__(self):
-        super().__init__()
-        self.add_relu = add_relu_op()
-
-    def construct(self, a, b):
-        return self.add_relu(a, b)
