@@ -11,7 +11,7 @@ import mindspore.nn as nn
 import mindspore.ops as ops
 from mindspore.common.initializer import XavierUniform
 
-from .fast_ops import AddReLU, Pool3x3s2, batchnorm, conv2d, conv_bn_sequence, resolve_conv_impl
+from .fast_ops import GlobalAvgPool, Pool3x3s2, batchnorm, conv2d, conv_bn_sequence, resolve_conv_impl
 
 __all__ = ["ShuffleNetV1", "ShuffleV1Block", "channel_shuffle", "STAGE_CHANNELS",
            "MODEL_SIZES", "GROUPS", "STAGE_REPEATS", "POOL_PADS", "CONV_IMPLS", "shufflenetv1",
@@ -113,17 +113,17 @@ class ShuffleV1Block(nn.Cell):
         if stride == 2:
             self.branch_proj = _pool("avg", pool_pad, fast)
         self.relu = nn.ReLU()
-        # Fast path: the residual add and its ReLU in one pass.
-        self.add_relu = AddReLU() if fast else None
+        # Fast path: branch_main_2 (a ConvBNSequence) also does the residual join.
+        self.fused_join = fast and stride == 1
 
     def construct(self, x):
         main = self.branch_main_1(x)
         if self.group > 1 and not self.shuffle_in_conv:
             main = channel_shuffle(main, self.group)
+        if self.fused_join:
+            return self.branch_main_2.forward_add_relu(main, x)
         main = self.branch_main_2(main)
         if self.stride == 1:
-            if self.add_relu is not None:
-                return self.add_relu(x, main)
             return self.relu(x + main)
         return self.relu(ops.cat((self.branch_proj(x), main), axis=1))
 
@@ -181,6 +181,7 @@ class ShuffleNetV1(nn.Cell):
         self.features = nn.SequentialCell(units)
         self.num_features = in_channels
         self.classifier = nn.Dense(in_channels, num_classes, has_bias=True)
+        self.global_pool = GlobalAvgPool() if fast else None
 
     def forward_features(self, x):
         """Backbone: images -> (B, num_features, H/32, W/32) feature map."""
@@ -190,7 +191,10 @@ class ShuffleNetV1(nn.Cell):
 
     def forward_head(self, x):
         """Global average pooling and the classifier: feature map -> logits."""
-        x = ops.mean(x, axis=(2, 3))
+        if self.global_pool is not None:
+            x = self.global_pool(x)
+        else:
+            x = ops.mean(x, axis=(2, 3))
         return self.classifier(x)
 
     def construct(self, x):
