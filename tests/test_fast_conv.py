@@ -375,3 +375,46 @@ def test_build_cache_is_keyed_and_concurrent_builds_are_safe(tmp_path):
     mtime = os.path.getmtime(path)
     assert native.build_library(directory=str(cache)) == path
     assert os.path.getmtime(path) == mtime, "rebuilt although cached"
+
+
+def test_aot_white_list_without_our_cache_falls_back_to_plain(monkeypatch, tmp_path):
+    monkeypatch.setenv("MS_CUSTOM_AOT_WHITE_LIST", str(tmp_path))
+    monkeypatch.setattr(native, "_state", {"path": None, "error": None, "warned": False})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert fast_conv.resolve_conv_impl("auto") == "plain"
+    assert len(caught) == 1 and "MS_CUSTOM_AOT_WHITE_LIST" in str(caught[0].message)
+
+
+_FORK_SCRIPT = """
+import ctypes, os, sys
+import numpy as np
+lib = ctypes.CDLL(sys.argv[1])
+
+def add_relu(a, b):
+    y = np.empty_like(a)
+    shape = (ctypes.c_int64 * 1)(a.size)
+    rc = lib.fast_add_relu(3, (ctypes.c_void_p * 3)(a.ctypes.data, b.ctypes.data, y.ctypes.data),
+                           (ctypes.c_int * 3)(1, 1, 1), (ctypes.POINTER(ctypes.c_int64) * 3)(shape, shape, shape),
+                           (ctypes.c_char_p * 3)(b"float32", b"float32", b"float32"), None, None)
+    assert rc == 0, rc
+    return y
+
+a, b = np.random.randn(2, 1 << 20).astype(np.float32)
+expected = np.maximum(a + b, 0)
+assert np.array_equal(add_relu(a, b), expected)  # starts the worker threads
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if np.array_equal(add_relu(a, b), expected) else 3)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, status
+assert np.array_equal(add_relu(a, b), expected)
+print("ok")
+"""
+
+
+def test_kernels_work_in_a_forked_child():
+    # Data-loading workers are forked from the training process after the kernels ran.
+    result = subprocess.run([sys.executable, "-c", _FORK_SCRIPT, native.library_path()], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr

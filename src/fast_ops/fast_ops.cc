@@ -21,6 +21,7 @@
 // from an atomic counter, and idle workers sleep, so a late or descheduled worker
 // never holds a kernel up.
 #include <dlfcn.h>
+#include <pthread.h>
 #include <sched.h>
 
 #include <algorithm>
@@ -34,6 +35,7 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <thread>
 #include <vector>
 
@@ -58,9 +60,12 @@ struct Job {
 
 class Pool {
  public:
+  // Never destroyed: worker threads are simply dropped at exit, and a forked child
+  // (a data-loading process, say) starts over with fresh threads, never joining the
+  // parent's (see after_fork_in_child).
   static Pool &instance() {
-    static Pool pool;
-    return pool;
+    static Pool *pool = new Pool();
+    return *pool;
   }
 
   int threads() const { return threads_.load(); }
@@ -95,8 +100,6 @@ class Pool {
     job_.reset();
   }
 
-  ~Pool() { stop_workers(); }
-
  private:
   Pool() {
     int n = 0;
@@ -106,6 +109,20 @@ class Pool {
       n = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
     }
     threads_ = n < 1 ? 1 : n;
+    pthread_atfork(nullptr, nullptr, &Pool::after_fork_in_child);
+  }
+
+  // Only the forking thread lives on in the child: forget the parent's workers and
+  // give the child fresh locks (one may have been held by a thread that is gone).
+  static void after_fork_in_child() {
+    Pool &pool = instance();
+    pool.workers_ = new std::vector<std::thread>();  // the parent's thread objects are leaked on purpose
+    new (&pool.run_mutex_) std::mutex();
+    new (&pool.mutex_) std::mutex();
+    new (&pool.cv_) std::condition_variable();
+    new (&pool.job_) std::shared_ptr<Job>();
+    pool.generation_ = 0;
+    pool.stop_ = false;
   }
 
   static void work(Job &job) {
@@ -118,9 +135,12 @@ class Pool {
   }
 
   void start_workers() {
-    if (!workers_.empty()) return;
-    stop_ = false;
-    for (int t = 1; t < threads_; ++t) workers_.emplace_back([this] { worker_loop(); });
+    if (!workers_->empty()) return;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = false;
+    }
+    for (int t = 1; t < threads_; ++t) workers_->emplace_back([this] { worker_loop(); });
   }
 
   void stop_workers() {
@@ -129,12 +149,16 @@ class Pool {
       stop_ = true;
     }
     cv_.notify_all();
-    for (auto &w : workers_) w.join();
-    workers_.clear();
+    for (auto &w : *workers_) w.join();
+    workers_->clear();
   }
 
   void worker_loop() {
-    uint64_t seen = 0;
+    uint64_t seen;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      seen = generation_;
+    }
     for (;;) {
       std::shared_ptr<Job> job;
       {
@@ -155,7 +179,7 @@ class Pool {
   std::shared_ptr<Job> job_;
   uint64_t generation_ = 0;
   bool stop_ = false;
-  std::vector<std::thread> workers_;
+  std::vector<std::thread> *workers_ = new std::vector<std::thread>();
 };
 
 void parallel_for(int64_t total, const std::function<void(int64_t)> &fn) {

@@ -116,12 +116,24 @@ def warn_once(reason):
                   "nn.Conv2d path (10-100x slower on CPU). Reason: " + reason, RuntimeWarning, stacklevel=3)
 
 
+def _check_white_list(path):
+    # MindSpore refuses AOT libraries outside MS_CUSTOM_AOT_WHITE_LIST when it is set.
+    allowed = os.environ.get("MS_CUSTOM_AOT_WHITE_LIST")
+    if allowed:
+        allowed = os.path.realpath(allowed)
+        if os.path.commonpath([os.path.realpath(path), allowed]) != allowed:
+            raise FastOpsUnavailable(f"{path} is outside MS_CUSTOM_AOT_WHITE_LIST={allowed}; set "
+                                     f"SHUFFLENET_MS_CACHE to a folder inside it")
+
+
 def library_path(warn=True):
     """Path of the built library, building it on first use; None (and one warning) if that fails."""
     with _lock:
         if _state["path"] is None and _state["error"] is None:
             try:
-                _state["path"] = build_library()
+                path = build_library()
+                _check_white_list(path)
+                _state["path"] = path
             except FastOpsUnavailable as err:
                 _state["error"] = str(err)
         if _state["error"] is not None and warn:
