@@ -13,8 +13,12 @@ ratios. Compare with the PyTorch yardstick run in the same session on the same m
 
     python benchmark.py --model_size 2.0x --group 3 --batch_size 32 --image_size 224
     python benchmark.py --paths fast,onnx        # skip the slow plain path
+    python benchmark.py --paths fast --profile /tmp/prof   # and where the fast path's time goes
 """
 import argparse
+import collections
+import csv
+import glob
 import os
 import sys
 import tempfile
@@ -39,6 +43,9 @@ def parse_args(argv):
     parser.add_argument("--plain_steps", type=int, default=2,
                         help="timed steps for the slow plain path (default 2)")
     parser.add_argument("--mode", default="GRAPH", choices=("GRAPH", "PYNATIVE"))
+    parser.add_argument("--profile", default="", metavar="DIR",
+                        help="also profile the fast path (MindSpore profiler output in DIR) and print the "
+                             "time per operator")
     args = parser.parse_args(argv)
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
     bad = [p for p in paths if p not in PATHS]
@@ -72,8 +79,8 @@ def _throughput(step, batch, steps):
     return first, batch * steps / (time.perf_counter() - start)
 
 
-def bench_mindspore(args, conv_impl, steps):
-    """Train and inference throughput of one convolution path; returns a dict."""
+def _steps(args, conv_impl):
+    """(network, train step, inference step) on fixed random data, as train.py trains."""
     import mindspore as ms
     import mindspore.nn as nn
 
@@ -85,17 +92,63 @@ def bench_mindspore(args, conv_impl, steps):
     rng = np.random.RandomState(0)
     images = ms.Tensor(rng.standard_normal((args.batch_size, 3, args.image_size, args.image_size)), ms.float32)
     labels = ms.Tensor(rng.randint(0, args.num_classes, (args.batch_size,)), ms.int32)
-
     loss = CrossEntropySmooth(num_classes=args.num_classes, smooth_factor=0.1)
     opt = nn.Momentum(net.trainable_params(), learning_rate=0.01, momentum=0.9, weight_decay=4e-5)
     train_step = nn.TrainOneStepCell(nn.WithLossCell(net, loss), opt)
-    train_step.set_train(True)
-    compile_train, train = _throughput(lambda: train_step(images, labels), args.batch_size, steps)
 
-    net.set_train(False)
-    compile_infer, infer = _throughput(lambda: net(images), args.batch_size, steps)
+    def train():
+        train_step.set_train(True)
+        return train_step(images, labels)
+
+    def infer():
+        net.set_train(False)
+        return net(images)
+    return net, train, infer
+
+
+def bench_mindspore(args, conv_impl, steps):
+    """Train and inference throughput of one convolution path; returns a dict."""
+    net, train_step, infer_step = _steps(args, conv_impl)
+    compile_train, train = _throughput(train_step, args.batch_size, steps)
+    compile_infer, infer = _throughput(infer_step, args.batch_size, steps)
     return {"used": net.conv_impl_used, "train": train, "infer": infer,
             "compile_train": compile_train, "compile_infer": compile_infer}
+
+
+def profile_fast_path(args, out_dir, steps=2, top=16):
+    """Profile train and inference steps of the fast path; print milliseconds per step by operator."""
+    import mindspore as ms
+    _, train_step, infer_step = _steps(args, "fast")
+    for name, step in (("train", train_step), ("infer", infer_step)):
+        _sync(step())  # compile outside the profile
+        folder = os.path.join(out_dir, name)
+        profiler = ms.Profiler(output_path=folder)
+        for _ in range(steps):
+            out = step()
+        _sync(out)
+        profiler.stop()
+        profiler.analyse()
+        _print_profile(name, folder, steps, top)
+
+
+def _print_profile(name, folder, steps, top):
+    found = glob.glob(os.path.join(folder, "**", "cpu_op_detail_info_0.csv"), recursive=True)
+    if not found:
+        print(f"profile {name}: no cpu_op_detail_info_0.csv under {folder} (profiler output format changed?)")
+        return
+    # Each op is named after the innermost Cell class in its scope (for a backward op: of
+    # the forward Cell it differentiates; "Custom" ops are the native kernels).
+    times = collections.defaultdict(float)
+    with open(found[0], newline="") as handle:
+        for row in csv.DictReader(handle):
+            full = row["full_op_name"]
+            cells = [part.split("-", 1)[1] for part in full.split("/")[:-1] if "-" in part]
+            where = (cells[-1] if cells else "-") + (" backward" if full.startswith("Gradients") else "")
+            times[(where, row["op_type"])] += float(row["op_total_time(ms)"]) / steps
+    total = sum(times.values())
+    print(f"profile {name}: {total:.1f} ms of operator time per step; top operators (Cell, type):")
+    for (where, op_type), ms_ in sorted(times.items(), key=lambda item: -item[1])[:top]:
+        print(f"  {ms_:8.1f} ms {100 * ms_ / total:5.1f}%  {where} {op_type}")
 
 
 def bench_onnx(args, steps):
@@ -154,6 +207,10 @@ def main(argv=None):
     if "fast" in results and "onnx" in results:
         print(f"ratio onnx/fast: infer {results['onnx']['infer'] / results['fast']['infer']:.2f}x")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+    # 4. optionally, where the fast path's time goes
+    if args.profile:
+        profile_fast_path(args, args.profile)
     return results
 
 

@@ -169,7 +169,7 @@ class DenseConv3x3(nn.Conv2d):
         self.im2col = im2col_op(stride)
         self.k = in_channels * 9
         self.use_gemm = gemm_available()
-        self.gemm = pointwise_op() if self.use_gemm else None
+        self.gemm = pointwise_op("dense") if self.use_gemm else None
         self.bmm = ops.BatchMatMul()
 
     def fuse_bn(self, relu):

@@ -1373,6 +1373,10 @@ FAST_OPS_ENTRY(fast_col2im3x3_s1, col2im, 1)
 FAST_OPS_ENTRY(fast_col2im3x3_s2, col2im, 2)
 FAST_OPS_ENTRY(fast_pw_fwd, pw_forward, 0)
 FAST_OPS_ENTRY(fast_pw_bwd, pw_backward, 0)
+// The same kernels under other names for the stem (DenseConv3x3), so that MindSpore,
+// which shares one backward graph among ops of one kernel name, profiles them apart.
+FAST_OPS_ENTRY(fast_pw_fwd_dense, pw_forward, 0)
+FAST_OPS_ENTRY(fast_pw_bwd_dense, pw_backward, 0)
 FAST_OPS_ENTRY(fast_pw_bn_fwd, pw_bn_forward, 0)
 FAST_OPS_ENTRY(fast_pw_bn_fwd_relu, pw_bn_forward, 1)
 FAST_OPS_ENTRY(fast_pw_bn_add_relu_fwd, pw_bn_forward, 2)
