@@ -4,17 +4,18 @@ Why: on CPU, MindSpore 2.10 runs grouped 1x1, depthwise 3x3 and few-channel dens
 convolutions through oneDNN's reference kernel, 20-100x slower than PyTorch (only
 ungrouped 1x1 convolutions are fast). The classes here compute the same functions:
 
-* :class:`PointwiseConv2d`: grouped (or plain) 1x1 convolution as a batched matmul
-  over reshaped tensors;
+* :class:`PointwiseConv2d`: 1x1 convolution, any group, one oneDNN sgemm per image
+  and group in a native kernel (MindSpore's BatchMatMul where oneDNN is not found);
 * :class:`DepthwiseConv2d`: 3x3 depthwise convolution (pad 1, stride 1 or 2), native
-  forward and backward kernels (AOT custom ops);
+  forward and backward kernels, optionally reading its input through the channel shuffle;
 * :class:`DenseConv3x3`: 3x3 convolution with few input channels (the stem), as a
-  native im2col followed by one matmul.
+  native im2col followed by the 1x1 kernel.
 
 Each class subclasses ``nn.Conv2d`` and only replaces ``construct``: the parameter is
 the same ``weight`` of the same shape and initialisation, so checkpoints move freely
-between this path and the plain one (GPU, Ascend, export). The native kernels are
-CPU-only; :func:`resolve_conv_impl` picks the path.
+between this path and the plain one (GPU, Ascend, export). Each also has
+``forward_with_bn``, used by :class:`~src.fast_ops.norm.ConvBNSequence` in eval mode.
+The native kernels are CPU-only; :func:`resolve_conv_impl` picks the path.
 """
 import mindspore as ms
 import mindspore.nn as nn
@@ -33,6 +34,7 @@ DENSE3X3_MAX_IN_CHANNELS = 16
 # columns (two transposes, one large matmul per group) instead of running B * group
 # small matmuls (measured on 2.0x: faster at 7x7, slower from 14x14 up).
 _FOLD_BATCH_BELOW_HW = 100
+
 
 def fast_ops_available():
     """Whether the native kernels are built and loadable (builds them on first call)."""

@@ -39,7 +39,7 @@
 #include <thread>
 #include <vector>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(FAST_OPS_NO_CLONES)
 #define FAST_OPS_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define FAST_OPS_CLONES
@@ -741,7 +741,9 @@ int bn_train_forward(int nparam, void **params, int *ndims, int64_t **shapes, co
     for (int64_t b = 0; b < d.b; ++b) {
       const float *xp = x + (b * d.c + c) * hw;
       double s = 0.0;
-      for (int64_t i = 0; i < hw; i += kBlock) s += block_sum(xp + i, static_cast<int>(std::min<int64_t>(kBlock, hw - i)));
+      for (int64_t i = 0; i < hw; i += kBlock) {
+        s += block_sum(xp + i, static_cast<int>(std::min<int64_t>(kBlock, hw - i)));
+      }
       const double pm = s / static_cast<double>(hw);
       plane_mean[b] = pm;
       total += s;
@@ -1328,7 +1330,9 @@ int gap_forward(int nparam, void **params, int *ndims, int64_t **shapes, const c
   parallel_for((planes + per_task - 1) / per_task, [&](int64_t t) {
     for (int64_t p = t * per_task; p < std::min(planes, (t + 1) * per_task); ++p) {
       double s = 0.0;
-      for (int64_t i = 0; i < hw; i += kBlock) s += block_sum(x + p * hw + i, static_cast<int>(std::min<int64_t>(kBlock, hw - i)));
+      for (int64_t i = 0; i < hw; i += kBlock) {
+        s += block_sum(x + p * hw + i, static_cast<int>(std::min<int64_t>(kBlock, hw - i)));
+      }
       y[p] = static_cast<float>(s / static_cast<double>(hw));
     }
   });

@@ -1,4 +1,4 @@
-"""Build and locate the native library of the fast CPU convolutions (``fast_ops.cc``).
+"""Build and locate the native library of the fast CPU layers (``fast_ops.cc``).
 
 The library is compiled once per source version and compiler into a cache folder,
 ``$SHUFFLENET_MS_CACHE`` or ``~/.cache/shufflenetv1_ms`` (``$XDG_CACHE_HOME`` is
@@ -20,8 +20,8 @@ import tempfile
 import threading
 import warnings
 
-__all__ = ["CXX", "CXXFLAGS", "LDLIBS", "gemm_available", "SOURCE", "ABI_VERSION", "FastOpsUnavailable", "cache_dir", "library_path",
-           "build_library", "warn_once", "reset"]
+__all__ = ["CXX", "CXXFLAGS", "LDLIBS", "SOURCE", "ABI_VERSION", "FastOpsUnavailable", "cache_dir", "library_path",
+           "build_library", "gemm_available", "warn_once", "reset"]
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fast_ops.cc")
 # The compiler; tests point it at a missing path to exercise the fallback.
@@ -89,11 +89,15 @@ def build_library(cxx=None, directory=None):
         except OSError as err:
             raise FastOpsUnavailable(f"cannot write to the build cache {directory}: {err}") from err
         try:
-            cmd = [exe, *CXXFLAGS, "-o", tmp, SOURCE, *LDLIBS]
-            try:
-                result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-            except (OSError, subprocess.SubprocessError) as err:
-                raise FastOpsUnavailable(f"{' '.join(cmd)} failed: {err}") from err
+            # Compilers older than GCC 11 lack the x86-64-v3/v4 clones: then one baseline build.
+            for extra in ((), ("-DFAST_OPS_NO_CLONES",)):
+                cmd = [exe, *CXXFLAGS, *extra, "-o", tmp, SOURCE, *LDLIBS]
+                try:
+                    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+                except (OSError, subprocess.SubprocessError) as err:
+                    raise FastOpsUnavailable(f"{' '.join(cmd)} failed: {err}") from err
+                if result.returncode == 0:
+                    break
             if result.returncode != 0:
                 tail = "\n".join(result.stderr.strip().splitlines()[-15:])
                 raise FastOpsUnavailable(f"{' '.join(cmd)} failed (exit {result.returncode}):\n{tail}")
@@ -112,8 +116,9 @@ def warn_once(reason):
     if _state["warned"]:
         return
     _state["warned"] = True
-    warnings.warn("ShuffleNetV1: the fast CPU convolutions are unavailable, so the network uses the plain "
-                  "nn.Conv2d path (10-100x slower on CPU). Reason: " + reason, RuntimeWarning, stacklevel=3)
+    warnings.warn("ShuffleNetV1: the fast CPU kernels are unavailable, so the network uses the plain "
+                  "nn.Conv2d path (10-100x slower on CPU). Reason: " + reason, RuntimeWarning,
+                  stacklevel=3)
 
 
 def _check_white_list(path):
