@@ -14,6 +14,7 @@ $(VENV)/bin/python:
 # Reinstall only when a requirements file changes.
 $(VENV)/.installed: requirements.txt $(VENV)/bin/python
 	$(PY) -m pip install --quiet -r requirements.txt
+	-$(PY) -m src.fast_ops  # fast CPU kernels into ~/.cache/shufflenetv1_ms (else built on first use; no compiler: plain path)
 	touch $@
 
 $(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
