@@ -186,6 +186,17 @@ void parallel_for(int64_t total, const std::function<void(int64_t)> &fn) {
   Pool::instance().parallel_for(total, fn);
 }
 
+// fn(0..planes-1), planes of plane_size elements grouped into tasks of about 32K
+// elements: small planes (7x7, 14x14) one per task cost more in hand-out than in work.
+template <typename Fn>
+void parallel_for_planes(int64_t planes, int64_t plane_size, const Fn &fn) {
+  const int64_t per_task = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(plane_size, 1));
+  parallel_for((planes + per_task - 1) / per_task, [&](int64_t t) {
+    const int64_t end = std::min(planes, (t + 1) * per_task);
+    for (int64_t p = t * per_task; p < end; ++p) fn(p);
+  });
+}
+
 struct Dims {
   int64_t b, c, h, w;
 };
@@ -473,7 +484,7 @@ int dw_forward(int nparam, void **params, int *ndims, int64_t **shapes, const ch
   if (!is_permutation(perm, d.c)) return 3;
   const int64_t planes = d.b * d.c;
   const size_t pad_n = pad_floats(H, W, stride);
-  parallel_for(planes, [&](int64_t p) {
+  parallel_for_planes(planes, H * W, [&](int64_t p) {
     float *pad = scratch(0, pad_n);
     const int64_t c = p % d.c;
     const float *xp = x + (p - c + perm[c]) * H * W;
@@ -595,7 +606,7 @@ int im2col(int nparam, void **params, int *ndims, int64_t **shapes, const char *
   const int64_t planes = d.b * d.c;
   const int64_t hw = static_cast<int64_t>(Ho) * Wo;
   const size_t pad_n = pad_floats(H, W, stride);
-  parallel_for(planes, [&](int64_t p) {
+  parallel_for_planes(planes, H * W, [&](int64_t p) {
     im2col_plane(x + p * H * W, cols + p * 9 * hw, H, W, stride, hw, scratch(0, pad_n));
   });
   return 0;
@@ -613,7 +624,7 @@ int col2im(int nparam, void **params, int *ndims, int64_t **shapes, const char *
   const int64_t planes = d.b * d.c;
   const int64_t hw = static_cast<int64_t>(Ho) * Wo;
   const size_t pad_n = static_cast<size_t>(H + 2) * (W + 2);
-  parallel_for(planes, [&](int64_t p) {
+  parallel_for_planes(planes, H * W, [&](int64_t p) {
     col2im_plane(cols + p * 9 * hw, dx + p * H * W, H, W, stride, hw, scratch(0, pad_n));
   });
   return 0;
@@ -835,7 +846,7 @@ int bn_infer_forward(int nparam, void **params, int *ndims, int64_t **shapes, co
   const float eps = static_cast<const float *>(params[5])[0];
   float *y = static_cast<float *>(params[6]);
   const int64_t hw = d.h * d.w;
-  parallel_for(d.b * d.c, [&](int64_t p) {
+  parallel_for_planes(d.b * d.c, hw, [&](int64_t p) {
     const int64_t c = p % d.c;
     const double invstd = 1.0 / std::sqrt(static_cast<double>(var[c]) + static_cast<double>(eps));
     const float scale = static_cast<float>(gamma[c] * invstd);
@@ -1080,7 +1091,7 @@ int dw_bn_forward(int nparam, void **params, int *ndims, int64_t **shapes, const
     for (int k = 0; k < 9; ++k) ws[c * 9 + k] = w[c * 9 + k] * scale[c];
   }
   const size_t pad_n = pad_floats(H, W, stride);
-  parallel_for(d.b * d.c, [&](int64_t p) {
+  parallel_for_planes(d.b * d.c, H * W, [&](int64_t p) {
     float *pad = scratch(0, pad_n);
     const int64_t c = p % d.c;
     const float *xp = x + (p - c + perm[c]) * H * W;
@@ -1190,65 +1201,67 @@ FAST_OPS_INLINE void window(int o, int pad, int size, int *lo, int *hi) {
   *hi = std::min(start + 3, size);
 }
 
-FAST_OPS_CLONES void pool_plane_fwd(const float *x, float *y, const PoolGeom &g, bool is_max, float *buf) {
-  // 1. Each input row, padded (pl in front; the pad value never wins / adds 0) and
-  //    split by column parity, E[j] = padded[2j], O[j] = padded[2j + 1]; then the
-  //    horizontal 3-tap reduction h[r][ow] = op(E[ow], O[ow], E[ow + 1]).
+// `planes` consecutive planes (a task's worth: small planes one at a time cost more in
+// set-up than in work).
+FAST_OPS_CLONES void pool_planes_fwd(const float *x, float *y, int64_t planes, const PoolGeom &g, bool is_max,
+                                     float *buf) {
+  // 1. Each input row copied into a padded row (pl pad values in front, the pad value
+  //    never wins / adds 0), then the horizontal 3-tap reduction
+  //    h[r][ow] = op(row[2ow], row[2ow + 1], row[2ow + 2]).
   // 2. Vertical 3-tap reduction over the valid rows of each window; averages scaled
   //    by 1 / count.
   const float pad_value = is_max ? -std::numeric_limits<float>::infinity() : 0.f;
-  const int n = g.Wo + 1;
-  float *e = buf, *o = buf + n, *h = buf + 2 * n, *inv_cols = h + static_cast<int64_t>(g.H) * g.Wo;
-  for (int r = 0; r < g.H; ++r) {
-    const float *xr = x + static_cast<int64_t>(r) * g.W;
-    for (int j = 0; j < n; ++j) {
-      const int ce = 2 * j - g.pl, co = 2 * j + 1 - g.pl;
-      e[j] = (ce >= 0 && ce < g.W) ? xr[ce] : pad_value;
-      o[j] = (co >= 0 && co < g.W) ? xr[co] : pad_value;
-    }
-    float *hr = h + static_cast<int64_t>(r) * g.Wo;
-    if (is_max) {
-#pragma omp simd
-      for (int j = 0; j < g.Wo; ++j) hr[j] = std::max(std::max(e[j], o[j]), e[j + 1]);
-    } else {
-#pragma omp simd
-      for (int j = 0; j < g.Wo; ++j) hr[j] = e[j] + o[j] + e[j + 1];
-    }
+  const int n = 2 * g.Wo + 2;  // padded row length (covers the last window)
+  float *rp = buf, *h = buf + n, *inv_cols = h + static_cast<int64_t>(g.H) * g.Wo;
+  for (int j = 0; j < n; ++j) rp[j] = pad_value;
+  for (int ow = 0; ow < g.Wo; ++ow) {
+    int c0, c1;
+    window(ow, g.pl, g.W, &c0, &c1);
+    inv_cols[ow] = g.same ? 1.f / static_cast<float>(c1 - c0) : 1.f / 3.f;
   }
-  if (!is_max) {
-    for (int ow = 0; ow < g.Wo; ++ow) {
-      int c0, c1;
-      window(ow, g.pl, g.W, &c0, &c1);
-      inv_cols[ow] = g.same ? 1.f / static_cast<float>(c1 - c0) : 1.f / 3.f;
-    }
-  }
-  for (int oh = 0; oh < g.Ho; ++oh) {
-    int r0, r1;
-    window(oh, g.pt, g.H, &r0, &r1);
-    float *yr = y + static_cast<int64_t>(oh) * g.Wo;
-    const float *a = h + static_cast<int64_t>(r0) * g.Wo;
-    const int rows = r1 - r0;
-    if (is_max) {
-      if (rows == 3) {
+  const int64_t in_plane = static_cast<int64_t>(g.H) * g.W, out_plane = static_cast<int64_t>(g.Ho) * g.Wo;
+  for (int64_t p = 0; p < planes; ++p) {
+    const float *xp = x + p * in_plane;
+    float *yp = y + p * out_plane;
+    for (int r = 0; r < g.H; ++r) {
+      std::memcpy(rp + g.pl, xp + static_cast<int64_t>(r) * g.W, sizeof(float) * g.W);
+      float *hr = h + static_cast<int64_t>(r) * g.Wo;
+      if (is_max) {
 #pragma omp simd
-        for (int j = 0; j < g.Wo; ++j) yr[j] = std::max(std::max(a[j], a[j + g.Wo]), a[j + 2 * g.Wo]);
-      } else if (rows == 2) {
-#pragma omp simd
-        for (int j = 0; j < g.Wo; ++j) yr[j] = std::max(a[j], a[j + g.Wo]);
+        for (int j = 0; j < g.Wo; ++j) hr[j] = std::max(std::max(rp[2 * j], rp[2 * j + 1]), rp[2 * j + 2]);
       } else {
-        std::memcpy(yr, a, sizeof(float) * g.Wo);
+#pragma omp simd
+        for (int j = 0; j < g.Wo; ++j) hr[j] = rp[2 * j] + rp[2 * j + 1] + rp[2 * j + 2];
       }
-    } else {
-      const float inv_rows = g.same ? 1.f / static_cast<float>(rows) : 1.f / 3.f;
-      if (rows == 3) {
+    }
+    for (int oh = 0; oh < g.Ho; ++oh) {
+      int r0, r1;
+      window(oh, g.pt, g.H, &r0, &r1);
+      float *yr = yp + static_cast<int64_t>(oh) * g.Wo;
+      const float *a = h + static_cast<int64_t>(r0) * g.Wo;
+      const int rows = r1 - r0;
+      if (is_max) {
+        if (rows == 3) {
 #pragma omp simd
-        for (int j = 0; j < g.Wo; ++j) yr[j] = (a[j] + a[j + g.Wo] + a[j + 2 * g.Wo]) * (inv_rows * inv_cols[j]);
-      } else if (rows == 2) {
+          for (int j = 0; j < g.Wo; ++j) yr[j] = std::max(std::max(a[j], a[j + g.Wo]), a[j + 2 * g.Wo]);
+        } else if (rows == 2) {
 #pragma omp simd
-        for (int j = 0; j < g.Wo; ++j) yr[j] = (a[j] + a[j + g.Wo]) * (inv_rows * inv_cols[j]);
+          for (int j = 0; j < g.Wo; ++j) yr[j] = std::max(a[j], a[j + g.Wo]);
+        } else {
+          std::memcpy(yr, a, sizeof(float) * g.Wo);
+        }
       } else {
+        const float inv_rows = g.same ? 1.f / static_cast<float>(rows) : 1.f / 3.f;
+        if (rows == 3) {
 #pragma omp simd
-        for (int j = 0; j < g.Wo; ++j) yr[j] = a[j] * (inv_rows * inv_cols[j]);
+          for (int j = 0; j < g.Wo; ++j) yr[j] = (a[j] + a[j + g.Wo] + a[j + 2 * g.Wo]) * (inv_rows * inv_cols[j]);
+        } else if (rows == 2) {
+#pragma omp simd
+          for (int j = 0; j < g.Wo; ++j) yr[j] = (a[j] + a[j + g.Wo]) * (inv_rows * inv_cols[j]);
+        } else {
+#pragma omp simd
+          for (int j = 0; j < g.Wo; ++j) yr[j] = a[j] * (inv_rows * inv_cols[j]);
+        }
       }
     }
   }
@@ -1295,9 +1308,12 @@ int pool_forward(int nparam, void **params, int *ndims, int64_t **shapes, const 
   const float *x = static_cast<const float *>(params[0]);
   float *y = static_cast<float *>(params[1]);
   const int64_t in_plane = static_cast<int64_t>(g.H) * g.W, out_plane = static_cast<int64_t>(g.Ho) * g.Wo;
-  parallel_for(shapes[0][0] * shapes[0][1], [&](int64_t p) {
-    const size_t buf_n = 2 * static_cast<size_t>(g.Wo + 1) + static_cast<size_t>(g.H) * g.Wo + g.Wo;
-    pool_plane_fwd(x + p * in_plane, y + p * out_plane, g, (mode & 1) != 0, scratch(0, buf_n));
+  const int64_t planes = shapes[0][0] * shapes[0][1];
+  const int64_t per_task = std::max<int64_t>(1, kChunk / std::max<int64_t>(in_plane, 1));
+  const size_t buf_n = 2 * static_cast<size_t>(g.Wo + 1) + static_cast<size_t>(g.H) * g.Wo + g.Wo;  // rp, h, inv
+  parallel_for((planes + per_task - 1) / per_task, [&](int64_t t) {
+    const int64_t p0 = t * per_task, count = std::min(per_task, planes - p0);
+    pool_planes_fwd(x + p0 * in_plane, y + p0 * out_plane, count, g, (mode & 1) != 0, scratch(0, buf_n));
   });
   return 0;
 }
@@ -1311,7 +1327,7 @@ int pool_backward(int nparam, void **params, int *ndims, int64_t **shapes, const
   const float *dy = static_cast<const float *>(params[1]);
   float *dx = static_cast<float *>(params[2]);
   const int64_t in_plane = static_cast<int64_t>(g.H) * g.W, out_plane = static_cast<int64_t>(g.Ho) * g.Wo;
-  parallel_for(shapes[0][0] * shapes[0][1], [&](int64_t p) {
+  parallel_for_planes(shapes[0][0] * shapes[0][1], in_plane, [&](int64_t p) {
     pool_plane_bwd(x + p * in_plane, dy + p * out_plane, dx + p * in_plane, g, (mode & 1) != 0);
   });
   return 0;
