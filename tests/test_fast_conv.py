@@ -188,6 +188,16 @@ def test_pool_matches_nn_pool(mode, kind, padding, shape):
     assert_close(grad(fast)(x, sens).asnumpy(), grad(plain)(x, sens).asnumpy(), "input gradient")
 
 
+@pytest.mark.parametrize("padding", ["same", "symmetric"])
+def test_max_pool_gradient_breaks_ties_like_mindspore(padding):
+    # Post-ReLU feature maps are full of equal zeros: the gradient goes to the window's first maximum.
+    ms.set_context(mode=ms.GRAPH_MODE)
+    plain = nn.MaxPool2d(3, 2, pad_mode="same") if padding == "same" else nn.MaxPool2d(3, 2, pad_mode="pad", padding=1)
+    x = ms.Tensor(np.ones((1, 2, 7, 6), np.float32))
+    np.testing.assert_array_equal(ops.GradOperation()(Pool3x3s2("max", padding))(x).asnumpy(),
+                                  ops.GradOperation()(plain)(x).asnumpy())
+
+
 @pytest.mark.parametrize("shape", [(2, 5, 7, 6), (3, 4, 1, 1)])
 def test_global_avg_pool_matches_mean(mode, shape):
     rng = np.random.RandomState(6)

@@ -1267,35 +1267,83 @@ FAST_OPS_CLONES void pool_planes_fwd(const float *x, float *y, int64_t planes, c
   }
 }
 
-FAST_OPS_CLONES void pool_plane_bwd(const float *x, const float *dy, float *dx, const PoolGeom &g, bool is_max) {
+// Average pooling backward, separably: per output row the horizontal spread of
+// t = dy / count over the padded columns, s[2j] = t[j] + t[j - 1], s[2j + 1] = t[j];
+// then input row r (padded row R = r + pt) sums the s rows of the windows holding it:
+// R = 2m: s[m] + s[m - 1], R = 2m + 1: s[m]. buf: Ho * (2 Wo + 2) floats.
+FAST_OPS_CLONES void avgpool_plane_bwd(const float *dy, float *dx, const PoolGeom &g, float *buf) {
+  const int n = 2 * g.Wo + 2;
+  float *spread = buf;
+  for (int oh = 0; oh < g.Ho; ++oh) {
+    int r0, r1;
+    window(oh, g.pt, g.H, &r0, &r1);
+    const float inv_rows = g.same ? 1.f / static_cast<float>(r1 - r0) : 1.f / 3.f;
+    const float *d = dy + static_cast<int64_t>(oh) * g.Wo;
+    float *sr = spread + static_cast<int64_t>(oh) * n;
+    float prev = 0.f;
+    for (int j = 0; j < g.Wo; ++j) {
+      int c0, c1;
+      window(j, g.pl, g.W, &c0, &c1);
+      const float t = d[j] * inv_rows * (g.same ? 1.f / static_cast<float>(c1 - c0) : 1.f / 3.f);
+      sr[2 * j] = t + prev;
+      sr[2 * j + 1] = t;
+      prev = t;
+    }
+    sr[2 * g.Wo] = prev;
+    sr[2 * g.Wo + 1] = 0.f;
+  }
+  for (int r = 0; r < g.H; ++r) {
+    const int R = r + g.pt, m = R / 2;
+    float *out = dx + static_cast<int64_t>(r) * g.W;
+    const float *a = m < g.Ho ? spread + static_cast<int64_t>(m) * n + g.pl : nullptr;
+    const float *b = (R % 2 == 0 && m >= 1) ? spread + static_cast<int64_t>(m - 1) * n + g.pl : nullptr;
+    if (a != nullptr && b != nullptr) {
+#pragma omp simd
+      for (int c = 0; c < g.W; ++c) out[c] = a[c] + b[c];
+    } else if (a != nullptr || b != nullptr) {
+      std::memcpy(out, a != nullptr ? a : b, sizeof(float) * g.W);
+    } else {
+      std::memset(out, 0, sizeof(float) * g.W);
+    }
+  }
+}
+
+// Max pooling backward: per output row, the first maximum of each window in row-major
+// order (rows, then columns; strict > keeps the first), found for all windows of the
+// row at once on padded rows; then dy added at those places. buf: 2 Wo + 2 floats
+// (padded row), Wo floats (best values), Wo ints (their indices).
+FAST_OPS_CLONES void maxpool_plane_bwd(const float *x, const float *dy, float *dx, const PoolGeom &g, float *buf) {
+  const int n = 2 * g.Wo + 2;
+  float *rp = buf, *best = buf + n;
+  int32_t *where = reinterpret_cast<int32_t *>(best + g.Wo);
+  const float pad_value = -std::numeric_limits<float>::infinity();
+  for (int j = 0; j < n; ++j) rp[j] = pad_value;
   std::memset(dx, 0, sizeof(float) * g.H * g.W);
   for (int oh = 0; oh < g.Ho; ++oh) {
     int r0, r1;
     window(oh, g.pt, g.H, &r0, &r1);
-    for (int ow = 0; ow < g.Wo; ++ow) {
-      int c0, c1;
-      window(ow, g.pl, g.W, &c0, &c1);
-      const float d = dy[static_cast<int64_t>(oh) * g.Wo + ow];
-      if (is_max) {
-        int64_t best = static_cast<int64_t>(r0) * g.W + c0;
-        float bv = x[best];
-        for (int r = r0; r < r1; ++r) {
-          for (int c = c0; c < c1; ++c) {
-            const int64_t i = static_cast<int64_t>(r) * g.W + c;
-            if (x[i] > bv) {
-              bv = x[i];
-              best = i;
-            }
-          }
-        }
-        dx[best] += d;
-      } else {
-        const float v = d / (g.same ? static_cast<float>((r1 - r0) * (c1 - c0)) : 9.f);
-        for (int r = r0; r < r1; ++r) {
-          for (int c = c0; c < c1; ++c) dx[static_cast<int64_t>(r) * g.W + c] += v;
+    // Start from the window's first real pixel (it stays the answer for an all -inf or
+    // NaN window), so that every index is inside the plane.
+    for (int j = 0; j < g.Wo; ++j) {
+      best[j] = pad_value;
+      where[j] = r0 * g.W + std::max(2 * j - g.pl, 0);
+    }
+    for (int r = r0; r < r1; ++r) {
+      std::memcpy(rp + g.pl, x + static_cast<int64_t>(r) * g.W, sizeof(float) * g.W);
+      for (int k = 0; k < 3; ++k) {
+        // Padded column 2j + k is input column 2j + k - pl.
+        const int32_t base = r * g.W + k - g.pl;
+#pragma omp simd
+        for (int j = 0; j < g.Wo; ++j) {
+          const float v = rp[2 * j + k];
+          const bool better = v > best[j];
+          best[j] = better ? v : best[j];
+          where[j] = better ? base + 2 * j : where[j];
         }
       }
     }
+    const float *d = dy + static_cast<int64_t>(oh) * g.Wo;
+    for (int j = 0; j < g.Wo; ++j) dx[where[j]] += d[j];
   }
 }
 
@@ -1327,8 +1375,15 @@ int pool_backward(int nparam, void **params, int *ndims, int64_t **shapes, const
   const float *dy = static_cast<const float *>(params[1]);
   float *dx = static_cast<float *>(params[2]);
   const int64_t in_plane = static_cast<int64_t>(g.H) * g.W, out_plane = static_cast<int64_t>(g.Ho) * g.Wo;
+  const bool is_max = (mode & 1) != 0;
+  const size_t buf_n = is_max ? static_cast<size_t>(2 * g.Wo + 2) + 2 * static_cast<size_t>(g.Wo)
+                              : static_cast<size_t>(g.Ho) * (2 * g.Wo + 2);
   parallel_for_planes(shapes[0][0] * shapes[0][1], in_plane, [&](int64_t p) {
-    pool_plane_bwd(x + p * in_plane, dy + p * out_plane, dx + p * in_plane, g, (mode & 1) != 0);
+    if (is_max) {
+      maxpool_plane_bwd(x + p * in_plane, dy + p * out_plane, dx + p * in_plane, g, scratch(1, buf_n));
+    } else {
+      avgpool_plane_bwd(dy + p * out_plane, dx + p * in_plane, g, scratch(1, buf_n));
+    }
   });
   return 0;
 }
