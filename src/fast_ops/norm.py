@@ -39,11 +39,13 @@ class BatchNorm2d(nn.BatchNorm2d):
 
     def construct(self, x):
         if self.training:
-            y, _, _, moving_mean, moving_variance = self.train_kernel(
+            y, batch_mean, batch_var, moving_mean, moving_variance = self.train_kernel(
                 x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.hyper)
             ops.assign(self.moving_mean, moving_mean)
             ops.assign(self.moving_variance, moving_variance)
-            return y
+            # The batch statistics feed only the gradient; depending on them keeps graph
+            # mode from warning, once per BN, that it dropped the unused outputs.
+            return ops.depend(y, (batch_mean, batch_var))
         return self.infer_kernel(x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.hyper)
 
 
