@@ -85,6 +85,7 @@ def _steps(args, conv_impl):
     import mindspore.nn as nn
 
     from src.crossentropysmooth import CrossEntropySmooth
+    from export import export_network, use_exportable_pooling
     from src.shufflenetv1 import ShuffleNetV1
 
     ms.set_seed(0)
@@ -156,6 +157,7 @@ def bench_onnx(args, steps):
     import mindspore as ms
     import onnxruntime as ort
 
+    from export import export_network, use_exportable_pooling
     from src.shufflenetv1 import ShuffleNetV1
 
     ms.set_seed(0)
@@ -163,10 +165,10 @@ def bench_onnx(args, steps):
     net.set_train(False)
     images = np.random.RandomState(0).standard_normal(
         (args.batch_size, 3, args.image_size, args.image_size)).astype(np.float32)
-    with tempfile.TemporaryDirectory() as tmp:
-        stem = os.path.join(tmp, "shufflenetv1")
-        ms.export(net, ms.Tensor(images), file_name=stem, file_format="ONNX")
-        session = ort.InferenceSession(stem + ".onnx", providers=["CPUExecutionProvider"])
+    with tempfile.TemporaryDirectory() as tmp:  # what export.py writes
+        path = export_network(use_exportable_pooling(net), os.path.join(tmp, "shufflenetv1"), "ONNX",
+                              args.batch_size, args.image_size)
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     run = lambda: session.run(None, {name: images})  # noqa: E731
     run()

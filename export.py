@@ -23,6 +23,7 @@ import numpy as np
 import mindspore as ms
 import mindspore.nn as nn
 import mindspore.ops as ops
+import mindspore.onnx as mindspore_onnx
 
 from src.checkpoint_utils import CheckpointError, load_pretrained, read_network_options
 from src.model_utils.config import get_config
@@ -138,7 +139,10 @@ def export_network(net, file_name, file_format, batch_size, image_size):
     temp_path = temp_name + EXTENSIONS[file_format]
     example = ms.Tensor(np.zeros((batch_size, 3, image_size, image_size), np.float32))
     try:
-        ms.export(net, example, file_name=temp_name, file_format=file_format)
+        if file_format == "ONNX":  # ms.export(file_format="ONNX") is deprecated in MindSpore 2.10
+            mindspore_onnx.export(net, example, file_name=temp_path)
+        else:
+            ms.export(net, example, file_name=temp_name, file_format=file_format)
         os.replace(temp_path, path)
     finally:
         if os.path.exists(temp_path):
