@@ -13,10 +13,11 @@ from mindspore.train import Model
 
 from src.checkpoint_utils import CheckpointError, load_pretrained, read_network_options
 from src.crossentropysmooth import CrossEntropySmooth
-from src.dataset import DatasetError, create_dataset, dataset_error_message
+from src.dataset import DatasetError, create_dataset
 from src.metrics import eval_metrics
 from src.model_utils.config import get_config
 from src.model_utils.device_adapter import get_device_id
+from src.model_utils.errors import run_reporting_errors
 from src.model_utils.moxing_adapter import moxing_wrapper
 from src.shufflenetv1 import network_from_config
 
@@ -82,18 +83,8 @@ def run_eval(cfg):
 
 def main(argv=None):
     cfg = get_config(argv)
-    try:
-        moxing_wrapper(cfg)(run_eval)(cfg)
-    except (DatasetError, CheckpointError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 1
-    except RuntimeError as exc:
-        message = dataset_error_message(exc)
-        if message is None:
-            raise
-        print(f"error: {message}", file=sys.stderr, flush=True)
-        return 1
-    return 0
+    code, _ = run_reporting_errors(moxing_wrapper(cfg)(run_eval), cfg)
+    return code
 
 
 if __name__ == "__main__":

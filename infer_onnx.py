@@ -17,7 +17,8 @@ import time
 import numpy as np
 
 from postprocess import format_accuracy, topk_correct
-from src.dataset import INPUT_FORMATS, DatasetError, class_names, create_dataset, dataset_error_message
+from src.dataset import INPUT_FORMATS, class_names, create_dataset
+from src.model_utils.errors import run_reporting_errors
 
 __all__ = ["OnnxInferenceError", "PROVIDERS", "open_session", "input_geometry", "run_batches", "evaluate_onnx",
            "main"]
@@ -124,18 +125,10 @@ def _parse_args(argv):
 
 def main(argv=None):
     args = _parse_args(argv)
-    try:
-        result = evaluate_onnx(args.onnx_path, args.dataset_path, args.input_format, args.device_target,
-                               args.num_parallel_workers)
-    except (OnnxInferenceError, DatasetError) as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 1
-    except RuntimeError as exc:
-        message = dataset_error_message(exc)
-        if message is None:
-            raise
-        print(f"error: {message}", file=sys.stderr, flush=True)
-        return 1
+    code, result = run_reporting_errors(evaluate_onnx, args.onnx_path, args.dataset_path, args.input_format,
+                                        args.device_target, args.num_parallel_workers)
+    if code:
+        return code
     print(format_accuracy(result["Top_1_Acc"], result["Top_5_Acc"]), flush=True)
     return 0
 

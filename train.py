@@ -14,13 +14,14 @@ from mindspore.train.loss_scale_manager import FixedLossScaleManager
 
 from src.callbacks import (CheckpointSaver, RunLog, RunLogWriter, StopOnSignal, TrainingStopped, TrainMonitor,
                            ValAccMonitor, list_checkpoints, verify_checkpoint)
-from src.checkpoint_utils import CheckpointError, load_pretrained, read_checkpoint
+from src.checkpoint_utils import NETWORK_OPTION_KEYS, load_pretrained, read_checkpoint
 from src.crossentropysmooth import CrossEntropySmooth
-from src.dataset import DatasetError, create_dataset, dataset_error_message, default_num_workers
+from src.dataset import create_dataset, default_num_workers
 from src.lr_generator import get_lr
 from src.metrics import eval_metrics
 from src.model_utils.config import get_config, load_config, save_config
 from src.model_utils.device_adapter import get_device_id
+from src.model_utils.errors import run_reporting_errors
 from src.model_utils.moxing_adapter import moxing_wrapper
 from src.shufflenetv1 import network_from_config
 
@@ -258,20 +259,23 @@ def run_train(cfg):
                   metrics=eval_metrics())
 
     run_log = RunLog(directory, enabled=True)
+    # Saved in every checkpoint: the variant, and the options its weights need (eval.py and
+    # export.py adopt pool_pad / input_format from the file).
+    ckpt_extra = {"model_size": cfg.model_size, "group": cfg.group, "num_classes": cfg.num_classes,
+                  **{key: cfg[key] for key in NETWORK_OPTION_KEYS}}
     callbacks = [TrainMonitor(run_log, lr, steps_per_epoch, cfg.batch_size, cfg.epoch_size, cfg.log_interval,
                               rank=rank if group_size > 1 else None)]
     if eval_ds is not None and cfg.eval_interval > 0 and rank == 0:
         best_name = "shufflenetv1_transfer_best.ckpt" if cfg.dataset_path and not cfg.train_dataset_path \
             else "shufflenetv1_best.ckpt"
         callbacks.append(ValAccMonitor(model, eval_ds, run_log, cfg.eval_interval, cfg.epoch_size,
-                                       os.path.join(directory, best_name), best_so_far=best))
+                                       os.path.join(directory, best_name), best_so_far=best, extra=ckpt_extra))
     callbacks.append(RunLogWriter(run_log))
     saver = None
     if cfg.save_checkpoint:
         check_free_space(directory, net, cfg.keep_checkpoint_max)
         saver = CheckpointSaver(directory, steps_per_epoch, cfg.save_checkpoint_epochs, cfg.keep_checkpoint_max,
-                                cfg.epoch_size, extra={"model_size": cfg.model_size, "group": cfg.group,
-                                                       "num_classes": cfg.num_classes})
+                                cfg.epoch_size, extra=ckpt_extra)
         callbacks.append(saver)
     stopper = StopOnSignal(saver, steps_per_epoch)
     callbacks.append(stopper)
@@ -298,20 +302,11 @@ def run_train(cfg):
 def main(argv=None):
     cfg = get_config(argv)
     try:
-        moxing_wrapper(cfg)(run_train)(cfg)
+        code, _ = run_reporting_errors(moxing_wrapper(cfg)(run_train), cfg)
     except TrainingInterrupted as exc:
         print(str(exc), file=sys.stderr, flush=True)
         return 130
-    except (SetupError, DatasetError, CheckpointError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 1
-    except RuntimeError as exc:
-        message = dataset_error_message(exc)
-        if message is None:
-            raise
-        print(f"error: {message}", file=sys.stderr, flush=True)
-        return 1
-    return 0
+    return code
 
 
 if __name__ == "__main__":

@@ -207,10 +207,11 @@ class ValAccMonitor(Callback):
         total_epochs (int): epochs of the whole run.
         best_ckpt_path (str): where the best network is saved; None: not saved.
         best_so_far (float): best top-1 of an earlier, resumed part of the run.
+        extra (dict): string/number entries saved in the best checkpoint (e.g. the variant).
     """
 
     def __init__(self, model, eval_dataset, run_log, interval=1, total_epochs=1, best_ckpt_path=None,
-                 best_so_far=-1.0):
+                 best_so_far=-1.0, extra=None):
         super().__init__()
         self.model = model
         self.eval_dataset = eval_dataset
@@ -219,6 +220,7 @@ class ValAccMonitor(Callback):
         self.total_epochs = total_epochs
         self.best_ckpt_path = best_ckpt_path
         self.best = best_so_far
+        self.extra = dict(extra or {})
 
     def on_train_epoch_end(self, run_context):
         cb = run_context.original_args()
@@ -233,7 +235,7 @@ class ValAccMonitor(Callback):
             if self.best_ckpt_path:
                 save_checkpoint_atomic(cb.train_network.network if hasattr(cb.train_network, "network")
                                        else cb.train_network, self.best_ckpt_path,
-                                       append_dict={"epoch_num": epoch, "val_top1": top1})
+                                       append_dict={"epoch_num": epoch, "val_top1": top1, **self.extra})
         print(f"epoch {epoch}: val Top_1_Acc {top1:.4f}, best {self.best:.4f}"
               + (f" (saved {self.best_ckpt_path})" if improved and self.best_ckpt_path else ""), flush=True)
         self.run_log.pending.update(val_top1=top1, val_top5=top5, val_loss=float(result.get("Loss", float("nan"))),

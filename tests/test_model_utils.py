@@ -4,6 +4,7 @@ import pytest
 from mindspore_hub_conf import create_network
 from src.model_utils import device_adapter
 from src.model_utils.config import Config
+from src.model_utils.errors import run_reporting_errors
 from src.model_utils.moxing_adapter import moxing_wrapper
 from src.shufflenetv1 import ShuffleNetV1
 
@@ -47,3 +48,26 @@ def test_hub_create_network():
     assert isinstance(net, ShuffleNetV1) and net.classifier.weight.shape == (4, 768)
     with pytest.raises(ValueError, match="unknown network name 'resnet50'"):
         create_network("resnet50")
+
+
+def test_run_reporting_errors(capsys):
+    assert run_reporting_errors(lambda a, b=0: a + b, 1, b=2) == (0, 3)
+
+    def bad_value():
+        raise ValueError("--epoch_size must be at least 1, got 0")
+    assert run_reporting_errors(bad_value) == (1, None)
+    assert capsys.readouterr().err == "error: --epoch_size must be at least 1, got 0\n"
+
+    def bad_image():  # what MindSpore's data engine raises for a file it cannot decode
+        raise RuntimeError("Exception thrown from dataset pipeline. Refer to 'Dataset Pipeline Error Message'.\n"
+                           "[ERROR] Decode: image decode failed. Invalid image file: /data/cat/broken.jpg")
+    assert run_reporting_errors(bad_image) == (1, None)
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "pipeline" in err
+
+    def bug():
+        raise RuntimeError("an internal failure, not the user's")
+    with pytest.raises(RuntimeError, match="internal failure"):
+        run_reporting_errors(bug)
+    with pytest.raises(KeyError):
+        run_reporting_errors(lambda: {}["missing"])

@@ -16,7 +16,7 @@ from PIL import Image
 import train
 from helpers import fill_deterministic
 from predict_grid import HEADER_HEIGHT, PAD, TEXT_HEIGHT, grid_size, pick_images
-from src.checkpoint_utils import CheckpointError
+from src.checkpoint_utils import CheckpointError, read_network_options
 from src.dataset import IMG_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD
 from src.model_utils.config import load_config
 from src.shufflenetv1 import ShuffleNetV1
@@ -266,6 +266,10 @@ def test_transfer_run_learns_and_keeps_the_best_epoch(transfer_run):
     params = ms.load_checkpoint(str(work / "transfer_output" / "shufflenetv1_transfer_best.ckpt"))
     assert int(params["epoch_num"].asnumpy()) == best_epoch
     assert float(params["val_top1"].asnumpy()) == pytest.approx(records[best_epoch - 1]["val_top1"], abs=1e-6)
+    # the variant and the options its weights need travel with the best checkpoint too
+    assert (params["model_size"], int(params["group"].asnumpy()), int(params["num_classes"].asnumpy())) == \
+        ("0.5x", 3, 3)
+    assert read_network_options("", params) == {"pool_pad": "same", "input_format": "rgb_normalized"}
 
 
 @pytest.mark.slow
