@@ -85,7 +85,6 @@ def _steps(args, conv_impl):
     import mindspore.nn as nn
 
     from src.crossentropysmooth import CrossEntropySmooth
-    from export import export_network, use_exportable_pooling
     from src.shufflenetv1 import ShuffleNetV1
 
     ms.set_seed(0)
