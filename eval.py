@@ -11,7 +11,7 @@ import time
 import mindspore as ms
 from mindspore.train import Model
 
-from src.checkpoint_utils import CheckpointError, load_pretrained, read_network_options
+from src.checkpoint_utils import CheckpointError, adopt_network_options, load_pretrained
 from src.crossentropysmooth import CrossEntropySmooth
 from src.dataset import DatasetError, create_dataset
 from src.metrics import eval_metrics
@@ -53,11 +53,7 @@ def run_eval(cfg):
     ms.set_context(mode=ms.GRAPH_MODE if cfg.mode == "GRAPH" else ms.PYNATIVE_MODE)
     ms.set_device(cfg.device_target, get_device_id(cfg.device_id))
     ckpt = default_ckpt(cfg)
-    options = read_network_options(ckpt)
-    for key, value in options.items():
-        if cfg[key] != value:
-            print(f"using {key}={value} recorded in {ckpt}", flush=True)
-            cfg[key] = value
+    adopt_network_options(cfg, ckpt)
     dataset = build_eval_dataset(cfg)
     net = network_from_config(cfg)
     load_pretrained(net, ckpt)

@@ -25,7 +25,7 @@ import mindspore.nn as nn
 import mindspore.ops as ops
 import mindspore.onnx as mindspore_onnx
 
-from src.checkpoint_utils import CheckpointError, load_pretrained, read_network_options
+from src.checkpoint_utils import CheckpointError, adopt_network_options, load_pretrained
 from src.model_utils.config import get_config
 from src.model_utils.device_adapter import get_device_id
 from src.shufflenetv1 import network_from_config
@@ -118,10 +118,7 @@ def build_export_network(cfg):
     Raises:
         CheckpointError: missing, unreadable or mismatched checkpoint.
     """
-    for key, value in read_network_options(cfg.ckpt_path).items():
-        if cfg[key] != value:
-            print(f"using {key}={value} recorded in {cfg.ckpt_path}", flush=True)
-            cfg[key] = value
+    adopt_network_options(cfg, cfg.ckpt_path)
     net = network_from_config(cfg, conv_impl="plain")
     load_pretrained(net, cfg.ckpt_path)
     net.set_train(False)

@@ -23,7 +23,7 @@ import mindspore as ms
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from src.checkpoint_utils import CheckpointError, load_pretrained, read_network_options
+from src.checkpoint_utils import CheckpointError, adopt_network_options, load_pretrained
 from src.dataset import DatasetError, check_complete_image, eval_transforms
 from src.model_utils.config import get_config
 from src.model_utils.device_adapter import get_device_id
@@ -191,10 +191,7 @@ def run(options, cfg):
     ms.set_context(mode=ms.GRAPH_MODE if cfg.mode == "GRAPH" else ms.PYNATIVE_MODE)
     ms.set_device(cfg.device_target, get_device_id(cfg.device_id))
     ckpt = cfg.ckpt_path or os.path.join(cfg.save_ckpt_path, "shufflenetv1_transfer_best.ckpt")
-    for key, value in read_network_options(ckpt).items():
-        if cfg[key] != value:
-            print(f"using {key}={value} recorded in {ckpt}", flush=True)
-            cfg[key] = value
+    adopt_network_options(cfg, ckpt)
     files, names = validation_files(cfg)
     if len(names) != cfg.num_classes:
         raise DatasetError(f"the data has {len(names)} classes ({', '.join(names)}) but num_classes="

@@ -14,7 +14,7 @@ from mindspore.train.loss_scale_manager import FixedLossScaleManager
 
 from src.callbacks import (CheckpointSaver, RunLog, RunLogWriter, StopOnSignal, TrainingStopped, TrainMonitor,
                            ValAccMonitor, list_checkpoints, verify_checkpoint)
-from src.checkpoint_utils import NETWORK_OPTION_KEYS, load_pretrained, read_checkpoint
+from src.checkpoint_utils import NETWORK_OPTION_KEYS, adopt_network_options, load_pretrained, read_checkpoint
 from src.crossentropysmooth import CrossEntropySmooth
 from src.dataset import create_dataset, default_num_workers
 from src.lr_generator import get_lr
@@ -228,9 +228,14 @@ def check_amp(cfg):
 def run_train(cfg):
     """Train as configured; returns the path of the last checkpoint (or None)."""
     check_amp(cfg)
+    # A bad schedule (mode, epochs, warm-up) is reported before any data or network is built.
+    get_lr(cfg.lr_init, cfg.lr_end, cfg.lr_max, cfg.warmup_epochs, cfg.epoch_size, 1, cfg.lr_decay_mode)
     rank, group_size = set_context(cfg)
     ms.set_seed(cfg.seed)
     directory = output_dir(cfg, rank, group_size)
+    resume = resolve_resume(cfg, directory)
+    if resume and os.path.isfile(resume):
+        adopt_network_options(cfg, resume)  # e.g. converted Megvii weights: before data, network, config.yaml
     config_name = "config.yaml" if not os.path.exists(os.path.join(directory, "config.yaml")) \
         else f"config-{time.strftime('%Y%m%d-%H%M%S')}.yaml"
     save_config(cfg, directory, config_name)
@@ -242,7 +247,7 @@ def run_train(cfg):
                          "lower --batch_size or add images")
 
     net = network_from_config(cfg)
-    start_epoch, opt_state, best = restore(net, cfg, resolve_resume(cfg, directory))
+    start_epoch, opt_state, best = restore(net, cfg, resume)
     if start_epoch >= cfg.epoch_size:
         print(f"nothing to do: the checkpoint already has {start_epoch} epochs and epoch_size is {cfg.epoch_size}",
               flush=True)

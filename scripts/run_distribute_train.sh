@@ -1,8 +1,8 @@
 #!/bin/bash
 # Data-parallel training on the Ascend devices of this server, listed in an HCCL rank table:
 #   bash scripts/run_distribute_train.sh RANK_TABLE_FILE DATA_DIR [CONFIG] [--key value ...]
-# RANK_TABLE_FILE: the JSON rank table (make it with hccl_tools.py, see README); RANK_SIZE is
-#   the number of devices it lists (8 when its format gives no device list). With a table of
+# RANK_TABLE_FILE: the JSON rank table (make it with hccl_tools.py, see README; format 1.0 with
+#   server_list, or the older 0.x with group_list); RANK_SIZE is the number of devices it lists. With a table of
 #   several servers, run this on each server with SERVER_ID=<this server's server_id>.
 # DATA_DIR: training images as DATA_DIR/<class>/<image>. CONFIG: YAML (default default_config.yaml,
 #   8 devices x batch 128, lr_max 0.5; scale lr_max with the total batch, see README).
@@ -39,17 +39,25 @@ try:
 except (OSError, ValueError) as exc:
     fail(f"is not a readable JSON rank table ({exc})")
 servers = table.get("server_list") if isinstance(table, dict) else None
-if not servers:
-    print(f"warning: RANK_TABLE_FILE={path} has no server_list (the format 1.0 that hccl_tools.py writes); "
-          "assuming 8 devices 0-7 with RANK_ID = DEVICE_ID", file=sys.stderr)
-    print(8)
-    for i in range(8):
-        print(i, i)
-    sys.exit(0)
-try:
-    ranks = [(s.get("server_id", ""), int(d["device_id"]), int(d["rank_id"])) for s in servers for d in s["device"]]
-except (KeyError, TypeError, ValueError) as exc:
-    fail(f"has a server without a 'device' list of device_id/rank_id integers ({exc!r})")
+groups = table.get("group_list") if isinstance(table, dict) else None
+if servers:  # format 1.0, what hccl_tools.py writes
+    try:
+        ranks = [(s.get("server_id", ""), int(d["device_id"]), int(d["rank_id"]))
+                 for s in servers for d in s["device"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        fail(f"has a server without a 'device' list of device_id/rank_id integers ({exc!r})")
+elif groups:  # the older format 0.x: group_list -> instance_list -> devices
+    try:
+        ranks = [(i.get("server_id", ""), int(i["devices"][0]["device_id"]), int(i["rank_id"]))
+                 for g in groups for i in g["instance_list"]]
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        fail(f"has a group_list whose instances lack rank_id/devices[0].device_id ({exc!r})")
+    servers = [{"server_id": s} for s in dict.fromkeys(r[0] for r in ranks)]
+else:
+    fail("lists no devices: expected a 'server_list' (rank table format 1.0, as hccl_tools.py writes) "
+         "or a 'group_list' (format 0.x); make it with hccl_tools.py, see README")
+if not ranks:
+    fail("lists no devices")
 if sorted(r for _, _, r in ranks) != list(range(len(ranks))):
     fail(f"has rank_ids {sorted(r for _, _, r in ranks)}; expected 0..{len(ranks) - 1}, each once")
 ids = [s.get("server_id", "") for s in servers]

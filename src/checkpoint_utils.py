@@ -19,7 +19,7 @@ import re
 import numpy as np
 import mindspore as ms
 
-__all__ = ["CheckpointError", "load_pretrained", "read_checkpoint", "read_network_options",
+__all__ = ["CheckpointError", "load_pretrained", "read_checkpoint", "read_network_options", "adopt_network_options",
            "join_group_pieces", "CLASSIFIER_PREFIX", "NETWORK_OPTION_KEYS"]
 
 CLASSIFIER_PREFIX = "classifier."
@@ -171,3 +171,17 @@ def read_network_options(ckpt_path, params=None):
     """The config values recorded in a checkpoint (see ``NETWORK_OPTION_KEYS``); {} for most files."""
     params = read_checkpoint(ckpt_path) if params is None else params
     return {key: params[key] for key in NETWORK_OPTION_KEYS if isinstance(params.get(key), str)}
+
+
+def adopt_network_options(cfg, ckpt_path):
+    """Set in ``cfg`` the options recorded in ``ckpt_path`` (its weights need them), saying so.
+
+    Call before the data pipeline and the network are built. Returns the changed keys.
+    """
+    changed = []
+    for key, value in read_network_options(ckpt_path).items():
+        if cfg[key] != value:
+            print(f"using {key}={value} recorded in {ckpt_path}", flush=True)
+            cfg[key] = value
+            changed.append(key)
+    return changed

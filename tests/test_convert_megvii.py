@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch", reason="the Megvii conversion tests need to
 from torch import nn  # noqa: E402
 
 from src.checkpoint_utils import load_pretrained, read_network_options  # noqa: E402
+from src.model_utils.config import load_config  # noqa: E402
 from src.synthetic import make_shapes_dataset  # noqa: E402
 from src.shufflenetv1 import ShuffleNetV1  # noqa: E402
 from tools import convert_megvii  # noqa: E402
@@ -263,3 +264,28 @@ def test_eval_adopts_the_recorded_options(tmp_path):
     assert f"using pool_pad=symmetric recorded in {ckpt}" in done.stdout
     assert f"using input_format=bgr_255 recorded in {ckpt}" in done.stdout
     assert "Top_1_Acc" in done.stdout
+
+
+@pytest.mark.slow
+def test_train_resume_from_converted_weights_adopts_and_keeps_the_options(tmp_path):
+    train_dir, _ = make_shapes_dataset(str(tmp_path / "data"), num_classes=2, train_per_class=4, val_per_class=1,
+                                       image_size=48)
+    pth = str(tmp_path / "two_classes.pth.tar")
+    torch.save({"state_dict": random_megvii(3, seed=6, num_classes=2).state_dict()}, pth)
+    ckpt = str(tmp_path / "two_classes.ckpt")
+    assert main(["--pth", pth, "--model_size", "0.5x", "--group", "3", "--output", ckpt]) == 0
+    out_dir = tmp_path / "finetune"
+    done = subprocess.run([sys.executable, "train.py", "--device_target", "CPU", "--amp_level", "O0",
+                           "--resume", ckpt, "--model_size", "0.5x", "--group", "3", "--num_classes", "2",
+                           "--train_dataset_path", train_dir, "--image_size", "32", "--batch_size", "4",
+                           "--epoch_size", "1", "--warmup_epochs", "0", "--eval_interval", "0", "--num_parallel_workers", "1",
+                           "--save_ckpt_path", str(out_dir)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"using pool_pad=symmetric recorded in {ckpt}" in done.stdout
+    assert f"using input_format=bgr_255 recorded in {ckpt}" in done.stdout
+    saved = load_config(str(out_dir / "config.yaml"))
+    assert (saved.pool_pad, saved.input_format) == ("symmetric", "bgr_255")
+    written = sorted(out_dir.glob("shufflenetv1-*.ckpt"))
+    assert written, os.listdir(out_dir)
+    assert read_network_options(str(written[-1])) == {"pool_pad": "symmetric", "input_format": "bgr_255"}

@@ -386,20 +386,35 @@ def test_ascend_launcher_starts_one_process_per_device_of_the_table(data, tmp_pa
 
 
 @pytest.mark.slow
-def test_ascend_launcher_assumes_8_devices_when_the_table_lists_none(data, tmp_path):
+def test_ascend_launcher_reads_the_older_group_list_format(data, tmp_path):
     recorder = tmp_path / "recorder.py"
     recorder.write_text(RECORDER.format(python=sys.executable))
     recorder.chmod(0o755)
-    (tmp_path / "old_table.json").write_text(json.dumps({"version": "0.1", "group_list": []}))
+    instances = [{"devices": [{"device_id": str(device), "device_ip": "192.0.2.1"}], "rank_id": str(rank),
+                  "server_id": "10.0.0.1"} for rank, device in enumerate((2, 3))]
+    table = {"version": "0.1", "group_count": "1",
+             "group_list": [{"group_name": "hccl_world_group", "instance_count": "2", "instance_list": instances}]}
+    (tmp_path / "old_table.json").write_text(json.dumps(table))
     proc = bash("run_distribute_train.sh", ["old_table.json", data[0]], tmp_path, env={"PYTHON": str(recorder)})
     assert proc.returncode == 0, proc.stderr
-    assert "has no server_list" in proc.stderr and "assuming 8 devices 0-7" in proc.stderr
-    launched = [tmp_path / f"train_parallel{rank}" / "launched.json" for rank in range(8)]
+    assert "launching 2 of 2 ranks" in proc.stdout
+    launched = [tmp_path / f"train_parallel{rank}" / "launched.json" for rank in range(2)]
     wait_for(launched)
     for rank, path in enumerate(launched):
         with open(path, encoding="utf-8") as fh:
             env = json.load(fh)["env"]
-        assert (env["RANK_ID"], env["DEVICE_ID"], env["RANK_SIZE"]) == (str(rank), str(rank), "8")
+        assert (env["RANK_ID"], env["DEVICE_ID"], env["RANK_SIZE"]) == (str(rank), str(rank + 2), "2")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("table", [{}, {"version": "1.0", "server_list": []}, {"version": "0.1", "group_list": []}])
+def test_ascend_launcher_refuses_a_table_without_devices(data, tmp_path, table):
+    (tmp_path / "table.json").write_text(json.dumps(table))
+    proc = bash("run_distribute_train.sh", ["table.json", data[0]], tmp_path)
+    assert proc.returncode == 1
+    assert f"error: RANK_TABLE_FILE={tmp_path}/table.json lists no devices" in proc.stderr
+    assert "hccl_tools.py" in proc.stderr
+    assert not list(tmp_path.glob("train_parallel*"))
 
 
 @pytest.mark.slow

@@ -257,7 +257,8 @@ def main(argv=None):
     print(f"wrote {result['output']}: ShuffleNetV1 {args.model_size} g{args.group}, "
           f"{result['num_classes']} classes, {result['num_params']} parameters; recorded {options}\n"
           f"evaluate with: python eval.py --ckpt_path {result['output']} --model_size {args.model_size} "
-          f"--group {args.group} --eval_dataset_path PATH_TO_IMAGENET_VAL")
+          f"--group {args.group} --num_classes {result['num_classes']} --eval_dataset_path PATH_TO_IMAGENET_VAL "
+          "--device_target CPU  (or GPU / Ascend)")
     return 0
 
 
