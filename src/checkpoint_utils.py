@@ -151,6 +151,9 @@ def load_pretrained(net, ckpt_path, allow_classifier_mismatch=False):
         to_load[name] = src
     if mismatched:
         hint = "another model_size/group?"
+        if isinstance(params.get("model_size"), str) and "group" in params:
+            hint = (f"it records model_size={params['model_size']} group={int(params['group'].asnumpy())}: "
+                    "pass those")
         if drop_classifier:
             hint = (f"the checkpoint has {params[CLASSIFIER_PREFIX + 'weight'].shape[0]} classes: set "
                     f"num_classes to match, or let the classifier be dropped for transfer learning")

@@ -270,3 +270,11 @@ def test_network_options_recorded_in_a_checkpoint(tmp_path, zoo):
     assert read_network_options(zoo[3][2]) == {}
     # The string entries do not disturb loading.
     assert load_pretrained(our_net(3), path)["skipped"] == []
+
+
+def test_other_variant_recorded_in_the_checkpoint_is_named(tmp_path):
+    # train.py records the variant in its checkpoints; the error then says which it is
+    path = str(tmp_path / "g8.ckpt")
+    ms.save_checkpoint(our_net(8), path, append_dict={"model_size": "0.5x", "group": 8, "num_classes": 10})
+    with pytest.raises(CheckpointError, match=r"it records model_size=0\.5x group=8: pass those"):
+        load_pretrained(our_net(3), path)
