@@ -16,7 +16,7 @@ from src.crossentropysmooth import CrossEntropySmooth
 from src.dataset import DatasetError, create_dataset
 from src.metrics import eval_metrics
 from src.model_utils.config import get_config
-from src.model_utils.device_adapter import get_device_id
+from src.model_utils.device_adapter import get_device_id, use_device
 from src.model_utils.errors import run_reporting_errors
 from src.model_utils.moxing_adapter import moxing_wrapper
 from src.shufflenetv1 import network_from_config
@@ -51,7 +51,7 @@ def default_ckpt(cfg):
 def run_eval(cfg):
     """Evaluate ``cfg.ckpt_path``; returns the result dict."""
     ms.set_context(mode=ms.GRAPH_MODE if cfg.mode == "GRAPH" else ms.PYNATIVE_MODE)
-    ms.set_device(cfg.device_target, get_device_id(cfg.device_id))
+    use_device(cfg.device_target, get_device_id(cfg.device_id))
     ckpt = default_ckpt(cfg)
     adopt_network_options(cfg, ckpt)
     dataset = build_eval_dataset(cfg)

@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 from src.checkpoint_utils import CheckpointError, adopt_network_options, load_pretrained
 from src.dataset import DatasetError, check_complete_image, eval_transforms
 from src.model_utils.config import get_config
-from src.model_utils.device_adapter import get_device_id
+from src.model_utils.device_adapter import get_device_id, use_device
 from src.shufflenetv1 import network_from_config
 from transfer_dataset_process import list_images, split_files
 
@@ -189,7 +189,7 @@ def parse_args(argv):
 def run(options, cfg):
     """Predict and draw; returns (output path, number right, number drawn)."""
     ms.set_context(mode=ms.GRAPH_MODE if cfg.mode == "GRAPH" else ms.PYNATIVE_MODE)
-    ms.set_device(cfg.device_target, get_device_id(cfg.device_id))
+    use_device(cfg.device_target, get_device_id(cfg.device_id))
     ckpt = cfg.ckpt_path or os.path.join(cfg.save_ckpt_path, "shufflenetv1_transfer_best.ckpt")
     adopt_network_options(cfg, ckpt)
     files, names = validation_files(cfg)

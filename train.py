@@ -20,7 +20,7 @@ from src.dataset import create_dataset, default_num_workers
 from src.lr_generator import get_lr
 from src.metrics import eval_metrics
 from src.model_utils.config import get_config, load_config, save_config
-from src.model_utils.device_adapter import get_device_id
+from src.model_utils.device_adapter import get_device_id, use_device
 from src.model_utils.errors import run_reporting_errors
 from src.model_utils.moxing_adapter import moxing_wrapper
 from src.shufflenetv1 import network_from_config
@@ -65,16 +65,16 @@ def set_context(cfg):
                              "scripts/run_distribute_train.sh (Ascend), scripts/run_distribute_train_gpu.sh (GPU) "
                              "or scripts/run_distribute_train_cpu.sh (CPU); for one device use --is_distributed False")
         if os.getenv("MS_ROLE"):  # msrun: MindSpore gives each rank its device
-            ms.set_device(cfg.device_target)
+            use_device(cfg.device_target)
         else:  # rank table: DEVICE_ID from the launch script; mpirun: the local rank
-            ms.set_device(cfg.device_target,
-                          int(os.getenv("OMPI_COMM_WORLD_LOCAL_RANK", str(get_device_id(cfg.device_id)))))
+            use_device(cfg.device_target,
+                       int(os.getenv("OMPI_COMM_WORLD_LOCAL_RANK", str(get_device_id(cfg.device_id)))))
         init()
         rank, group_size = get_rank(), get_group_size()
         ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
                                      device_num=group_size)
     else:
-        ms.set_device(cfg.device_target, get_device_id(cfg.device_id))
+        use_device(cfg.device_target, get_device_id(cfg.device_id))
     return rank, group_size
 
 
@@ -186,6 +186,16 @@ def restore(net, cfg, path):
     return 0, {}, -1.0
 
 
+def best_of(best_path):
+    """The val_top1 recorded in a best checkpoint; -1 when it cannot be read (it is then replaced)."""
+    try:
+        params = read_checkpoint(best_path)
+        return float(params["val_top1"].asnumpy()) if "val_top1" in params else -1.0
+    except ValueError as exc:
+        print(f"warning: {exc}; the best checkpoint will be replaced", flush=True)
+        return -1.0
+
+
 def restore_optimizer(opt, state):
     """Copy momentum buffers and the step count into ``opt`` by exact name.
 
@@ -268,19 +278,25 @@ def run_train(cfg):
     # export.py adopt pool_pad / input_format from the file).
     ckpt_extra = {"model_size": cfg.model_size, "group": cfg.group, "num_classes": cfg.num_classes,
                   **{key: cfg[key] for key in NETWORK_OPTION_KEYS}}
+    monitor = None
     callbacks = [TrainMonitor(run_log, lr, steps_per_epoch, cfg.batch_size, cfg.epoch_size, cfg.log_interval,
                               rank=rank if group_size > 1 else None)]
     if eval_ds is not None and cfg.eval_interval > 0 and rank == 0:
         best_name = "shufflenetv1_transfer_best.ckpt" if cfg.dataset_path and not cfg.train_dataset_path \
             else "shufflenetv1_best.ckpt"
-        callbacks.append(ValAccMonitor(model, eval_ds, run_log, cfg.eval_interval, cfg.epoch_size,
-                                       os.path.join(directory, best_name), best_so_far=best, extra=ckpt_extra))
+        best_path = os.path.join(directory, best_name)
+        if start_epoch and best < 0 and os.path.isfile(best_path):
+            best = best_of(best_path)  # resumed from a checkpoint that does not record the best so far
+        monitor = ValAccMonitor(model, eval_ds, run_log, cfg.eval_interval, cfg.epoch_size, best_path,
+                                best_so_far=best, extra=ckpt_extra)
+        callbacks.append(monitor)
     callbacks.append(RunLogWriter(run_log))
     saver = None
     if cfg.save_checkpoint:
         check_free_space(directory, net, cfg.keep_checkpoint_max)
         saver = CheckpointSaver(directory, steps_per_epoch, cfg.save_checkpoint_epochs, cfg.keep_checkpoint_max,
-                                cfg.epoch_size, extra=ckpt_extra)
+                                cfg.epoch_size, extra=ckpt_extra,
+                                extra_fn=(lambda: {"best_val_top1": monitor.best}) if monitor else None)
         callbacks.append(saver)
     stopper = StopOnSignal(saver, steps_per_epoch)
     callbacks.append(stopper)

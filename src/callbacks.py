@@ -229,7 +229,8 @@ class ValAccMonitor(Callback):
             return
         result = self.model.eval(self.eval_dataset, dataset_sink_mode=False)
         top1, top5 = float(result["Top_1_Acc"]), float(result["Top_5_Acc"])
-        improved = top1 > self.best
+        # (a best read back from a checkpoint is float32: a tie must not count as better)
+        improved = top1 > self.best + 1e-6
         if improved:
             self.best = top1
             if self.best_ckpt_path:
@@ -253,9 +254,12 @@ class CheckpointSaver(Callback):
         keep_max (int): checkpoints kept; the oldest are removed first.
         total_epochs (int): epochs of the whole run.
         extra (dict): string/number entries saved in every checkpoint (e.g. the variant).
+        extra_fn (callable): returns more such entries at each save (e.g. the best validation
+            top-1 so far, which a resumed run needs so as not to overwrite a better best checkpoint).
     """
 
-    def __init__(self, directory, steps_per_epoch, interval=1, keep_max=5, total_epochs=1, extra=None):
+    def __init__(self, directory, steps_per_epoch, interval=1, keep_max=5, total_epochs=1, extra=None,
+                 extra_fn=None):
         super().__init__()
         self.directory = directory
         self.steps_per_epoch = steps_per_epoch
@@ -263,6 +267,7 @@ class CheckpointSaver(Callback):
         self.keep_max = max(1, keep_max)
         self.total_epochs = total_epochs
         self.extra = dict(extra or {})
+        self.extra_fn = extra_fn
         self.last_saved = None
 
     def save(self, train_network, epoch, step=None):
@@ -270,7 +275,8 @@ class CheckpointSaver(Callback):
         path = os.path.join(self.directory, checkpoint_name(epoch, step))
         save_checkpoint_atomic(train_network, path,
                                append_dict={"epoch_num": epoch, "step_num": step,
-                                            "steps_per_epoch": self.steps_per_epoch, **self.extra})
+                                            "steps_per_epoch": self.steps_per_epoch, **self.extra,
+                                            **(self.extra_fn() if self.extra_fn else {})})
         self.last_saved = path
         self._rotate()
         return path

@@ -2,11 +2,14 @@
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
 import time
 
+import mindspore as ms
+import numpy as np
 import pytest
 
 from src.callbacks import list_checkpoints, save_checkpoint_atomic, verify_checkpoint
@@ -159,3 +162,36 @@ def test_disk_full_is_refused_before_training(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=5 << 20))
     with pytest.raises(train.SetupError, match=r"not enough disk space in .*: 5 MiB free, the run needs about"):
         train.check_free_space(str(tmp_path), ShuffleNetV1("0.5x", 3, 3), keep_max=5)
+
+
+_VAL_LINE = re.compile(r"^epoch (\d+): val Top_1_Acc ([0-9.]+), best ([0-9.]+)( \(saved .*\))?$", re.MULTILINE)
+
+
+def test_resumed_run_keeps_a_better_best_checkpoint(tmp_path):
+    train_dir, val_dir = make_shapes_dataset(str(tmp_path / "data"), num_classes=3, train_per_class=8,
+                                             val_per_class=4, image_size=40)
+    out = tmp_path / "run"
+
+    def run(epochs):
+        cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--device_target", "CPU", "--amp_level", "O0",
+               "--model_size", "0.5x", "--num_classes", "3", "--image_size", "32", "--batch_size", "8",
+               "--epoch_size", str(epochs), "--lr_max", "0.02", "--warmup_epochs", "0", "--num_parallel_workers",
+               "1", "--train_dataset_path", train_dir, "--eval_dataset_path", val_dir, "--eval_interval", "1",
+               "--save_ckpt_path", str(out), "--resume", "auto"]
+        proc = subprocess.run(cmd, cwd=str(tmp_path), capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return [(int(e), float(top1), float(best), bool(saved)) for e, top1, best, saved in
+                _VAL_LINE.findall(proc.stdout)]
+
+    lines = run(2) + run(4)
+    assert [e for e, *_ in lines] == [1, 2, 3, 4]
+    top1s = [t for _, t, _, _ in lines]
+    # the best so far carries over the resume: a worse epoch 3 or 4 does not replace the best checkpoint
+    assert [b for *_, b, _ in lines] == pytest.approx(list(np.maximum.accumulate(top1s)), abs=1e-4)
+    best_epoch = 1 + top1s.index(max(top1s))
+    assert max(e for e, *_, saved in lines if saved) == best_epoch
+    best = ms.load_checkpoint(str(out / "shufflenetv1_best.ckpt"))
+    assert int(best["epoch_num"].asnumpy()) == best_epoch
+    assert float(best["val_top1"].asnumpy()) == pytest.approx(max(top1s), abs=1e-4)  # printed to 4 places
+    last = ms.load_checkpoint(str(out / "shufflenetv1-4_3.ckpt"))
+    assert float(last["best_val_top1"].asnumpy()) == pytest.approx(max(top1s), abs=1e-4)

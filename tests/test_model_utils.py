@@ -71,3 +71,16 @@ def test_run_reporting_errors(capsys):
         run_reporting_errors(bug)
     with pytest.raises(KeyError):
         run_reporting_errors(lambda: {}["missing"])
+
+
+def test_use_device_explains_a_missing_backend(monkeypatch):
+    import mindspore as ms
+
+    def refuse(target, device_id=None):
+        raise RuntimeError(f"Unsupported device target {target}. This process only supports one of the ['CPU'].\n"
+                           "Please check whether the GPU environment is installed")
+    monkeypatch.setattr(ms, "set_device", refuse)
+    with pytest.raises(ValueError, match=r"device_target=GPU cannot be used with this MindSpore installation "
+                                         r"\(Unsupported device target GPU\. .*\); install the MindSpore package "
+                                         r"for GPU or pass --device_target CPU"):
+        device_adapter.use_device("GPU", 0)
