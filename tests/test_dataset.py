@@ -108,6 +108,35 @@ def test_non_rgb_images_just_work(tmp_path, mode):
     assert row["image"].shape == (1, 3, 32, 32)
 
 
+@pytest.mark.parametrize("ext", ["bmp", "tif", "jpeg"])
+def test_every_listed_format_decodes(tmp_path, ext):
+    folder = tmp_path / "c"
+    folder.mkdir()
+    Image.fromarray(np.random.RandomState(1).randint(0, 256, (40, 36, 3)).astype(np.uint8)).save(folder / f"x.{ext}")
+    for do_train in (True, False):
+        row = _rows(create_dataset(str(tmp_path), do_train=do_train, batch_size=1, image_size=32))[0]
+        assert row["image"].shape == (1, 3, 32, 32)
+
+
+@pytest.mark.parametrize("do_train", [True, False])
+@pytest.mark.parametrize("content,why", [(b"\x00\x01garbage" * 300, "not an image"),
+                                         (b"<html>404 Not Found</html>", "not an image"),
+                                         ("webp", "WebP image, which MindSpore's decoder does not read")])
+def test_file_that_is_no_image_is_named(tmp_path, monkeypatch, do_train, content, why):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a").mkdir()
+    Image.new("RGB", (40, 40)).save(tmp_path / "a" / "good.jpg")
+    bad = tmp_path / "a" / "junk.jpg"  # e.g. an error page saved under an image name
+    if content == "webp":
+        Image.new("RGB", (40, 40)).save(bad, format="WEBP")
+    else:
+        bad.write_bytes(content)
+    with pytest.raises(RuntimeError) as info:
+        _rows(create_dataset(str(tmp_path), do_train=do_train, batch_size=1, image_size=32))
+    message = dataset_error_message(info.value)
+    assert message and str(bad) in message and why in message, message
+
+
 def test_missing_folder(tmp_path):
     with pytest.raises(DatasetError, match="does not exist or is not a directory"):
         create_dataset(str(tmp_path / "nope"), do_train=True)
