@@ -13,7 +13,7 @@ from mindspore.train import Model
 
 from src.checkpoint_utils import CheckpointError, adopt_network_options, load_pretrained
 from src.crossentropysmooth import CrossEntropySmooth
-from src.dataset import DatasetError, create_dataset
+from src.dataset import DatasetError, check_num_classes, class_names, create_dataset
 from src.metrics import eval_metrics
 from src.model_utils.config import get_config
 from src.model_utils.device_adapter import get_device_id, use_device
@@ -27,13 +27,15 @@ def build_eval_dataset(cfg):
     batch = cfg.eval_batch_size or cfg.batch_size
     if cfg.dataset_path and not cfg.eval_dataset_path:
         from transfer_dataset_process import create_flower_dataset  # pylint: disable=import-outside-toplevel
-        _, eval_ds, _ = create_flower_dataset(cfg.dataset_path, batch_size=cfg.batch_size, eval_batch_size=batch,
+        _, eval_ds, names = create_flower_dataset(cfg.dataset_path, batch_size=cfg.batch_size, eval_batch_size=batch,
                                               image_size=cfg.image_size, seed=cfg.seed,
                                               num_parallel_workers=cfg.num_parallel_workers,
                                               input_format=cfg.input_format)
+        check_num_classes(names, cfg.num_classes, cfg.dataset_path)
         return eval_ds
     if not cfg.eval_dataset_path:
         raise DatasetError("no evaluation data: pass --eval_dataset_path ROOT (ROOT/<class>/<image>)")
+    check_num_classes(class_names(cfg.eval_dataset_path), cfg.num_classes, cfg.eval_dataset_path)
     return create_dataset(cfg.eval_dataset_path, do_train=False, batch_size=batch, image_size=cfg.image_size,
                           num_parallel_workers=cfg.num_parallel_workers, input_format=cfg.input_format,
                           seed=cfg.seed)

@@ -9,9 +9,10 @@ Steps: config -> checks -> context -> network (standard operators) + checkpoint 
 * MINDIR: MindSpore, MindSpore Lite and the Ascend 310 program in ``ascend310_infer/``
   (which feeds one image at a time: export it with ``--batch_size 1``).
 * AIR: Ascend only (``--device_target Ascend`` on an Ascend machine).
-* ONNX (opset 11): onnxruntime, e.g. ``infer_onnx.py``. MindSpore 2.10 exports ONNX with a
-  fixed input shape only, so the file keeps ``--batch_size``; ``infer_onnx.py`` pads a last
-  partial batch.
+* ONNX (opset 11): onnxruntime, e.g. ``infer_onnx.py``. The file has the fixed input shape
+  (``--batch_size``, 3, ``--image_size``, ``--image_size``): MindSpore 2.10 can mark the input's
+  batch axis dynamic, but the output keeps the traced batch and onnxruntime warns about it on
+  every other batch size. ``infer_onnx.py`` pads a last partial batch.
 
 The graph is always built from MindSpore's standard operators (``conv_impl="plain"``),
 whatever CPU kernels training used; the weights are the same.

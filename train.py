@@ -16,7 +16,7 @@ from src.callbacks import (CheckpointSaver, RunLog, RunLogWriter, StopOnSignal, 
                            ValAccMonitor, list_checkpoints, verify_checkpoint)
 from src.checkpoint_utils import NETWORK_OPTION_KEYS, adopt_network_options, load_pretrained, read_checkpoint
 from src.crossentropysmooth import CrossEntropySmooth
-from src.dataset import create_dataset, default_num_workers
+from src.dataset import check_num_classes, class_names, create_dataset, default_num_workers
 from src.lr_generator import get_lr
 from src.metrics import eval_metrics
 from src.model_utils.config import get_config, load_config, save_config
@@ -108,19 +108,22 @@ def build_datasets(cfg, rank, group_size):
     eval_batch = cfg.eval_batch_size or cfg.batch_size
     if cfg.dataset_path and not cfg.train_dataset_path:
         from transfer_dataset_process import create_flower_dataset  # pylint: disable=import-outside-toplevel
-        train_ds, eval_ds, _ = create_flower_dataset(
+        train_ds, eval_ds, names = create_flower_dataset(
             cfg.dataset_path, batch_size=cfg.batch_size, eval_batch_size=eval_batch, image_size=cfg.image_size,
             seed=cfg.seed, num_parallel_workers=workers, input_format=cfg.input_format,
             num_shards=group_size, shard_id=rank)
+        check_num_classes(names, cfg.num_classes, cfg.dataset_path)
         return train_ds, eval_ds
     if not cfg.train_dataset_path:
         raise SetupError("no training data: pass --train_dataset_path ROOT (ROOT/<class>/<image>), or "
                          "--dataset_path ROOT to split one folder for transfer learning")
+    check_num_classes(class_names(cfg.train_dataset_path), cfg.num_classes, cfg.train_dataset_path)
     train_ds = create_dataset(cfg.train_dataset_path, do_train=True, batch_size=cfg.batch_size,
                               image_size=cfg.image_size, num_parallel_workers=workers, num_shards=group_size,
                               shard_id=rank, input_format=cfg.input_format, seed=cfg.seed)
     eval_ds = None
     if cfg.eval_interval > 0 and cfg.eval_dataset_path:
+        check_num_classes(class_names(cfg.eval_dataset_path), cfg.num_classes, cfg.eval_dataset_path)
         eval_ds = create_dataset(cfg.eval_dataset_path, do_train=False, batch_size=eval_batch,
                                  image_size=cfg.image_size, num_parallel_workers=workers,
                                  input_format=cfg.input_format, seed=cfg.seed)

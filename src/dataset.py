@@ -13,7 +13,7 @@ import mindspore.dataset as ds
 import mindspore.dataset.vision as vision
 
 __all__ = ["create_dataset", "class_names", "count_images", "train_transforms", "eval_transforms",
-           "DatasetError", "IMG_EXTENSIONS", "check_complete_image", "INPUT_FORMATS", "dataset_error_message",
+           "DatasetError", "IMG_EXTENSIONS", "check_num_classes", "check_complete_image", "INPUT_FORMATS", "dataset_error_message",
            "default_num_workers", "eval_resize"]
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp",
@@ -46,6 +46,25 @@ def class_names(dataset_path):
         raise DatasetError(f"data set folder {dataset_path!r} holds no class folders; expected "
                            f"{os.path.join(dataset_path, '<class>', '<image>')}")
     return names
+
+
+def check_num_classes(names, num_classes, dataset_path):
+    """Compare the class folders of ``dataset_path`` with the network's ``num_classes``.
+
+    More folders than outputs cannot be trained or scored (labels beyond the classifier):
+    a ``DatasetError``. Fewer is allowed (e.g. a subset) but printed, since label i is the
+    i-th sorted folder name and so must mean the same class as output i.
+    """
+    if len(names) > num_classes:
+        raise DatasetError(f"{dataset_path!r} has {len(names)} class folders ({_preview(names)}) but num_classes="
+                           f"{num_classes}; pass --num_classes {len(names)}")
+    if len(names) < num_classes:
+        print(f"note: {dataset_path!r} has {len(names)} class folders, the network {num_classes} outputs; label i is "
+              f"the i-th sorted folder ({_preview(names)})", flush=True)
+
+
+def _preview(names, count=5):
+    return ", ".join(names[:count]) + (f", ... ({len(names) - count} more)" if len(names) > count else "")
 
 
 def count_images(dataset_path, names=None):

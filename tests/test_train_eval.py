@@ -185,3 +185,20 @@ def test_unwritable_output_folder_fails_before_training(data, tmp_path):
     proc = run("train.py", TRAIN + ["--train_dataset_path", data[0], "--save_ckpt_path", str(blocker / "sub")],
                tmp_path, check=False)
     assert proc.returncode == 1 and "is not writable" in proc.stderr and "--save_ckpt_path" in proc.stderr
+
+
+def test_more_class_folders_than_num_classes_is_refused_up_front(straight_run, data, tmp_path):
+    def two_classes(args):
+        args = list(args)
+        args[args.index("--num_classes") + 1] = "2"
+        return args
+    ckpt = straight_run[0] / f"shufflenetv1-4_{STEPS}.ckpt"
+    train = run("train.py", two_classes(TRAIN) + ["--train_dataset_path", data[0], "--save_ckpt_path",
+                                                  str(tmp_path / "out"), "--epoch_size", "1"], tmp_path, check=False)
+    assert train.returncode == 1, train.stderr[-2000:]
+    assert f"'{data[0]}' has 3 class folders (checker, hstripes, vstripes) but num_classes=2; pass --num_classes 3" \
+        in train.stderr
+    assert "epoch 1" not in train.stdout  # refused before training, not after an epoch
+    ev = run("eval.py", two_classes(COMMON) + ["--eval_dataset_path", data[1], "--ckpt_path", str(ckpt)], tmp_path,
+             check=False)
+    assert ev.returncode == 1 and "but num_classes=2; pass --num_classes 3" in ev.stderr, ev.stderr[-2000:]
