@@ -335,7 +335,9 @@ class StopOnSignal(Callback):
             self.uninstall()
             raise KeyboardInterrupt
         self.received = signal.Signals(signum).name
-        print(f"\n{self.received} received: saving a checkpoint after the current step, then stopping "
+        # MindSpore's runtime catches Ctrl-C (SIGINT) during training and sends the process SIGTERM.
+        note = " (Ctrl-C or kill)" if signum == signal.SIGTERM else ""
+        print(f"\n{self.received} received{note}: saving a checkpoint after the current step, then stopping "
               "(send it again to stop at once)", flush=True)
 
     def on_train_epoch_begin(self, run_context):
