@@ -13,7 +13,7 @@ from mindspore.train import Model
 from mindspore.train.loss_scale_manager import FixedLossScaleManager
 
 from src.callbacks import (CheckpointSaver, RunLog, RunLogWriter, StopOnSignal, TrainingStopped, TrainMonitor,
-                           ValAccMonitor, list_checkpoints, verify_checkpoint)
+                           ValAccMonitor, list_checkpoints, remove_unfinished_writes, verify_checkpoint)
 from src.checkpoint_utils import NETWORK_OPTION_KEYS, adopt_network_options, load_pretrained, read_checkpoint
 from src.crossentropysmooth import CrossEntropySmooth
 from src.dataset import check_num_classes, class_names, create_dataset, default_num_workers
@@ -246,6 +246,8 @@ def run_train(cfg):
     rank, group_size = set_context(cfg)
     ms.set_seed(cfg.seed)
     directory = output_dir(cfg, rank, group_size)
+    for path in remove_unfinished_writes(directory):
+        print(f"removed {path}: an unfinished checkpoint write of a killed run", flush=True)
     resume = resolve_resume(cfg, directory)
     if resume and os.path.isfile(resume):
         adopt_network_options(cfg, resume)  # e.g. converted Megvii weights: before data, network, config.yaml

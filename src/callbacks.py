@@ -19,7 +19,7 @@ from mindspore.train.callback import Callback
 
 from .plot import plot_curves
 
-__all__ = ["RunLog", "TrainMonitor", "ValAccMonitor", "CheckpointSaver", "RunLogWriter", "StopOnSignal", "TrainingStopped",
+__all__ = ["remove_unfinished_writes", "RunLog", "TrainMonitor", "ValAccMonitor", "CheckpointSaver", "RunLogWriter", "StopOnSignal", "TrainingStopped",
            "CKPT_PREFIX", "checkpoint_name", "list_checkpoints", "save_checkpoint_atomic", "verify_checkpoint"]
 
 CKPT_PREFIX = "shufflenetv1"
@@ -39,6 +39,43 @@ def list_checkpoints(directory):
         if match:
             found.append((int(match.group(1)), int(match.group(2)), path))
     return sorted(found)
+
+
+# Names of unfinished writes: ours (<name>.tmp-<pid>.ckpt) and MindSpore's own temporary file
+# inside save_checkpoint (the same name ending in .tmp).
+_TEMP_NAME = re.compile(r"^.+\.ckpt\.tmp-(\d+)\.(?:ckpt|tmp)$")
+
+
+def remove_unfinished_writes(directory):
+    """Delete checkpoint temporaries left in ``directory`` by a killed process; returns their paths.
+
+    A file whose writer is still running (its pid is alive) is left alone.
+    """
+    removed = []
+    for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+        match = _TEMP_NAME.match(name)
+        if not match or _pid_alive(int(match.group(1))):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            os.chmod(path, 0o600)  # MindSpore makes checkpoints read-only
+            os.remove(path)
+            removed.append(path)
+        except OSError:
+            pass
+    return removed
+
+
+def _pid_alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def save_checkpoint_atomic(cell_or_list, path, append_dict=None):

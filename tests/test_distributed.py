@@ -167,6 +167,8 @@ def test_gradients_are_averaged_weights_identical_on_every_rank(dp_run):
     cwd, _ = dp_run
     ranks = [cwd / "out" / f"rank_{rank}" / FINAL for rank in range(RANKS)]
     weights = [params(str(path)) for path in ranks]
+    assert weights[0].pop("best_val_top1", None) is not None  # rank 0 validates and records its best
+    assert "best_val_top1" not in weights[1]
     assert len(weights[0]) > 100 and weights[0].keys() == weights[1].keys()
     assert any(name.startswith("moments.") for name in weights[0])
     for name, value in weights[0].items():

@@ -12,7 +12,7 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from src.callbacks import list_checkpoints, save_checkpoint_atomic, verify_checkpoint
+from src.callbacks import list_checkpoints, remove_unfinished_writes, save_checkpoint_atomic, verify_checkpoint
 from src.lr_generator import get_lr
 from src.synthetic import make_shapes_dataset
 
@@ -87,8 +87,12 @@ def test_sigkill_mid_epoch_then_resume(data, tmp_path):
     logged_before = records(out)
     (out / "eval_log.txt").write_text("result:{'Top_1_Acc': 0.5}, ckpt:'x', time: 1 ms\n")
     config_before = (out / "config.yaml").read_text()
+    # what a kill inside save_checkpoint leaves behind (MindSpore's temporary file of our temporary)
+    unfinished = out / f"shufflenetv1-{newest_epoch + 1}_{STEPS}.ckpt.tmp-{proc.pid}.tmp"
+    unfinished.write_bytes(b"half a checkpoint")
 
     stdout = finish(data, out, tmp_path)
+    assert f"removed {unfinished}: an unfinished checkpoint write of a killed run" in stdout
     assert f"continuing from {out / f'shufflenetv1-{newest_epoch}_{STEPS}.ckpt'}" in stdout
     # at most the steps since the last checkpoint were lost: training went on right after it
     assert f"epochs {newest_epoch + 1}-{EPOCHS}" in stdout
@@ -195,3 +199,18 @@ def test_resumed_run_keeps_a_better_best_checkpoint(tmp_path):
     assert float(best["val_top1"].asnumpy()) == pytest.approx(max(top1s), abs=1e-4)  # printed to 4 places
     last = ms.load_checkpoint(str(out / "shufflenetv1-4_3.ckpt"))
     assert float(last["best_val_top1"].asnumpy()) == pytest.approx(max(top1s), abs=1e-4)
+
+
+def test_unfinished_writes_of_a_killed_run_are_removed(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid is free now: a writer that no longer runs
+    stale = [tmp_path / f"shufflenetv1-2_6.ckpt.tmp-{dead.pid}.tmp",  # MindSpore's own temporary file
+             tmp_path / f"shufflenetv1_best.ckpt.tmp-{dead.pid}.ckpt"]  # ours
+    live = tmp_path / f"shufflenetv1-3_6.ckpt.tmp-{os.getpid()}.ckpt"  # a write in progress
+    kept = [tmp_path / "shufflenetv1-1_6.ckpt", tmp_path / "notes.tmp-1.txt", live]
+    for path in stale + kept:
+        path.write_bytes(b"x")
+    stale[0].chmod(0o400)
+    assert remove_unfinished_writes(str(tmp_path)) == sorted(str(p) for p in stale)
+    assert sorted(os.listdir(tmp_path)) == sorted(p.name for p in kept)
+    assert remove_unfinished_writes(str(tmp_path / "missing")) == []
