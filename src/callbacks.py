@@ -19,8 +19,9 @@ from mindspore.train.callback import Callback
 
 from .plot import plot_curves
 
-__all__ = ["remove_unfinished_writes", "RunLog", "TrainMonitor", "ValAccMonitor", "CheckpointSaver", "RunLogWriter", "StopOnSignal", "TrainingStopped",
-           "CKPT_PREFIX", "checkpoint_name", "list_checkpoints", "save_checkpoint_atomic", "verify_checkpoint"]
+__all__ = ["RunLog", "TrainMonitor", "ValAccMonitor", "CheckpointSaver", "RunLogWriter", "StopOnSignal", "TrainingStopped",
+           "CKPT_PREFIX", "checkpoint_name", "list_checkpoints", "save_checkpoint_atomic", "verify_checkpoint",
+           "remove_unfinished_writes"]
 
 CKPT_PREFIX = "shufflenetv1"
 _CKPT_RE = re.compile(rf"^{CKPT_PREFIX}-(\d+)_(\d+)\.ckpt$")

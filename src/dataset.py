@@ -13,8 +13,8 @@ import mindspore.dataset as ds
 import mindspore.dataset.vision as vision
 
 __all__ = ["create_dataset", "class_names", "count_images", "train_transforms", "eval_transforms",
-           "DatasetError", "IMG_EXTENSIONS", "check_num_classes", "check_complete_image", "INPUT_FORMATS", "dataset_error_message",
-           "default_num_workers", "eval_resize"]
+           "DatasetError", "IMG_EXTENSIONS", "check_num_classes", "check_complete_image", "INPUT_FORMATS",
+           "dataset_error_message", "default_num_workers", "eval_resize"]
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp",
                   ".JPG", ".JPEG", ".PNG", ".BMP", ".TIF", ".TIFF", ".WEBP")

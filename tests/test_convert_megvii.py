@@ -278,7 +278,8 @@ def test_train_resume_from_converted_weights_adopts_and_keeps_the_options(tmp_pa
     done = subprocess.run([sys.executable, "train.py", "--device_target", "CPU", "--amp_level", "O0",
                            "--resume", ckpt, "--model_size", "0.5x", "--group", "3", "--num_classes", "2",
                            "--train_dataset_path", train_dir, "--image_size", "32", "--batch_size", "4",
-                           "--epoch_size", "1", "--warmup_epochs", "0", "--eval_interval", "0", "--num_parallel_workers", "1",
+                           "--epoch_size", "1", "--warmup_epochs", "0", "--eval_interval", "0",
+                           "--num_parallel_workers", "1",
                            "--save_ckpt_path", str(out_dir)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
