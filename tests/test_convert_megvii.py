@@ -248,14 +248,20 @@ def test_importing_the_project_does_not_import_torch():
     assert done.stdout.strip().splitlines()[-1] == "False"
 
 
+def converted_0_5x_g3(tmp_path, num_classes, seed):
+    """A random Megvii 0.5x g3 file of ``num_classes`` classes, converted; returns the .ckpt path."""
+    pth = str(tmp_path / f"megvii_{num_classes}.pth.tar")
+    torch.save({"state_dict": random_megvii(3, seed=seed, num_classes=num_classes).state_dict()}, pth)
+    ckpt = str(tmp_path / f"megvii_{num_classes}.ckpt")
+    assert main(["--pth", pth, "--model_size", "0.5x", "--group", "3", "--output", ckpt]) == 0
+    return ckpt
+
+
 @pytest.mark.slow
 def test_eval_adopts_the_recorded_options(tmp_path):
     _, val = make_shapes_dataset(str(tmp_path / "data"), num_classes=4, train_per_class=1, val_per_class=2,
                                  image_size=64)
-    pth = str(tmp_path / "four_classes.pth.tar")
-    torch.save({"state_dict": random_megvii(3, seed=5, num_classes=4).state_dict()}, pth)
-    ckpt = str(tmp_path / "four_classes.ckpt")
-    assert main(["--pth", pth, "--model_size", "0.5x", "--group", "3", "--output", ckpt]) == 0
+    ckpt = converted_0_5x_g3(tmp_path, num_classes=4, seed=5)
     done = subprocess.run([sys.executable, "eval.py", "--device_target", "CPU", "--mode", "PYNATIVE",
                            "--ckpt_path", ckpt, "--model_size", "0.5x", "--group", "3", "--num_classes", "4",
                            "--eval_dataset_path", val, "--image_size", "64", "--batch_size", "4"],
@@ -270,10 +276,7 @@ def test_eval_adopts_the_recorded_options(tmp_path):
 def test_train_resume_from_converted_weights_adopts_and_keeps_the_options(tmp_path):
     train_dir, _ = make_shapes_dataset(str(tmp_path / "data"), num_classes=2, train_per_class=4, val_per_class=1,
                                        image_size=48)
-    pth = str(tmp_path / "two_classes.pth.tar")
-    torch.save({"state_dict": random_megvii(3, seed=6, num_classes=2).state_dict()}, pth)
-    ckpt = str(tmp_path / "two_classes.ckpt")
-    assert main(["--pth", pth, "--model_size", "0.5x", "--group", "3", "--output", ckpt]) == 0
+    ckpt = converted_0_5x_g3(tmp_path, num_classes=2, seed=6)
     out_dir = tmp_path / "finetune"
     done = subprocess.run([sys.executable, "train.py", "--device_target", "CPU", "--amp_level", "O0",
                            "--resume", ckpt, "--model_size", "0.5x", "--group", "3", "--num_classes", "2",
