@@ -179,12 +179,9 @@ def read_network_options(ckpt_path, params=None):
 def adopt_network_options(cfg, ckpt_path):
     """Set in ``cfg`` the options recorded in ``ckpt_path`` (its weights need them), saying so.
 
-    Call before the data pipeline and the network are built. Returns the changed keys.
+    Call before the data pipeline and the network are built.
     """
-    changed = []
     for key, value in read_network_options(ckpt_path).items():
         if cfg[key] != value:
             print(f"using {key}={value} recorded in {ckpt_path}", flush=True)
             cfg[key] = value
-            changed.append(key)
-    return changed

@@ -123,19 +123,18 @@ def check_complete_image(raw):
 
     Runs in the pipeline before the decoder, so MindSpore names the file when it fails (its
     own Decode does not). A file with no JPEG, PNG, BMP or TIFF signature is refused, and
-    so is WebP, which the decoder cannot read. MindSpore's decoder fills the missing part of a truncated JPEG with grey
-    instead of failing, so the file's own end marker is checked on the bytes already in
-    memory: JPEG ends with EOI (FF D9), PNG with its IEND chunk.
+    so is WebP, which the decoder cannot read. MindSpore's decoder fills the missing part
+    of a truncated JPEG with grey instead of failing, so the file's own end marker is
+    checked on the bytes already in memory: JPEG ends with EOI (FF D9), PNG with its IEND chunk.
     """
     head = raw[:12].tobytes()
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         raise ValueError("a WebP image, which MindSpore's decoder does not read; convert it to JPEG or PNG")
     if not head.startswith(_SIGNATURES):
         raise ValueError(f"not an image: the file starts with {head[:8]!r}, no JPEG/PNG/BMP/TIFF signature")
-    head = head[:8]
     if head[:2] == b"\xff\xd8" and b"\xff\xd9" not in raw[-1024:].tobytes():
         raise ValueError("truncated JPEG: no end-of-image marker")
-    if head == b"\x89PNG\r\n\x1a\n" and b"IEND" not in raw[-32:].tobytes():
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in raw[-32:].tobytes():
         raise ValueError("truncated PNG: no IEND chunk")
     return raw
 

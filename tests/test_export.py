@@ -137,6 +137,18 @@ def test_air_without_ascend_is_refused(tmp_path, capsys):
     assert not list(tmp_path.glob("x*"))
 
 
+def test_device_this_mindspore_lacks_is_one_error_line(tmp_path, capsys, monkeypatch):
+    def refuse(target, device_id=None):  # what the CPU-only wheel raises for Ascend
+        raise RuntimeError(f"Unsupported device target {target}. This process only supports one of the ['CPU'].")
+    monkeypatch.setattr(ms, "set_device", refuse)
+    code, captured = _run_main(["--ckpt_path", "x.ckpt", "--device_target", "Ascend", "--file_format", "MINDIR",
+                                "--file_name", str(tmp_path / "x")], capsys)
+    assert code == 2
+    assert ("error: device_target=Ascend cannot be used with this MindSpore installation (Unsupported device target "
+            "Ascend.") in captured.err
+    assert "pass --device_target CPU (MINDIR and ONNX export run on CPU)" in captured.err
+
+
 def test_unknown_format_names_the_allowed_ones(tmp_path, capsys):
     code, captured = _run_main(["--ckpt_path", "x.ckpt", "--device_target", "CPU", "--file_format", "TFLITE",
                                 "--file_name", str(tmp_path / "x")], capsys)
