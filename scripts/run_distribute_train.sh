@@ -54,10 +54,10 @@ elif groups:  # the older format 0.x: group_list -> instance_list -> devices
         fail(f"has a group_list whose instances lack rank_id/devices[0].device_id ({exc!r})")
     servers = [{"server_id": s} for s in dict.fromkeys(r[0] for r in ranks)]
 else:
+    ranks = []
+if not ranks:
     fail("lists no devices: expected a 'server_list' (rank table format 1.0, as hccl_tools.py writes) "
          "or a 'group_list' (format 0.x); make it with hccl_tools.py, see README")
-if not ranks:
-    fail("lists no devices")
 if sorted(r for _, _, r in ranks) != list(range(len(ranks))):
     fail(f"has rank_ids {sorted(r for _, _, r in ranks)}; expected 0..{len(ranks) - 1}, each once")
 ids = [s.get("server_id", "") for s in servers]
