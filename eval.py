@@ -19,7 +19,7 @@ from src.model_utils.config import get_config
 from src.model_utils.device_adapter import get_device_id, use_device
 from src.model_utils.errors import run_reporting_errors
 from src.model_utils.moxing_adapter import moxing_wrapper
-from src.shufflenetv1 import network_from_config
+from src.model_factory import create_network
 
 
 def build_eval_dataset(cfg):
@@ -57,7 +57,7 @@ def run_eval(cfg):
     ckpt = default_ckpt(cfg)
     adopt_network_options(cfg, ckpt)
     dataset = build_eval_dataset(cfg)
-    net = network_from_config(cfg)
+    net = create_network(cfg)
     load_pretrained(net, ckpt)
     net.set_train(False)
     loss = CrossEntropySmooth(num_classes=cfg.num_classes, smooth_factor=cfg.label_smooth_factor)

@@ -29,7 +29,7 @@ import mindspore.onnx as mindspore_onnx
 from src.checkpoint_utils import CheckpointError, adopt_network_options, load_pretrained
 from src.model_utils.config import get_config
 from src.model_utils.device_adapter import get_device_id, use_device
-from src.shufflenetv1 import network_from_config
+from src.model_factory import create_network
 
 __all__ = ["FILE_FORMATS", "EXTENSIONS", "ExportError", "check_export_options", "build_export_network",
            "use_exportable_pooling", "export_network", "main"]
@@ -120,7 +120,7 @@ def build_export_network(cfg):
         CheckpointError: missing, unreadable or mismatched checkpoint.
     """
     adopt_network_options(cfg, cfg.ckpt_path)
-    net = network_from_config(cfg, conv_impl="plain")
+    net = create_network(cfg, conv_impl="plain")
     load_pretrained(net, cfg.ckpt_path)
     net.set_train(False)
     return use_exportable_pooling(net)

@@ -27,7 +27,7 @@ from src.checkpoint_utils import CheckpointError, adopt_network_options, load_pr
 from src.dataset import DatasetError, check_complete_image, eval_transforms
 from src.model_utils.config import get_config
 from src.model_utils.device_adapter import get_device_id, use_device
-from src.shufflenetv1 import network_from_config
+from src.model_factory import create_network
 from transfer_dataset_process import list_images, split_files
 
 __all__ = ["pick_images", "predict_files", "draw_grid", "grid_size", "main", "PAD", "TEXT_HEIGHT", "HEADER_HEIGHT"]
@@ -197,7 +197,7 @@ def run(options, cfg):
         raise DatasetError(f"the data has {len(names)} classes ({', '.join(names)}) but num_classes="
                            f"{cfg.num_classes}; pass --num_classes {len(names)}")
     picked = pick_images(files, options.num_images)
-    net = network_from_config(cfg)
+    net = create_network(cfg)
     load_pretrained(net, ckpt)
     probs = predict_files(net, [path for path, _ in picked], cfg.image_size, cfg.input_format)
     preds = probs.argmax(axis=1)

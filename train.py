@@ -23,7 +23,7 @@ from src.model_utils.config import get_config, load_config, save_config
 from src.model_utils.device_adapter import get_device_id, use_device
 from src.model_utils.errors import run_reporting_errors
 from src.model_utils.moxing_adapter import moxing_wrapper
-from src.shufflenetv1 import network_from_config
+from src.model_factory import create_network
 
 AMP_LEVELS = ("O0", "O1", "O2", "O3")
 DEVICE_TARGETS = ("Ascend", "GPU", "CPU")
@@ -261,7 +261,7 @@ def run_train(cfg):
         raise SetupError(f"the training data has fewer images than one batch ({cfg.batch_size} per device); "
                          "lower --batch_size or add images")
 
-    net = network_from_config(cfg)
+    net = create_network(cfg)
     start_epoch, opt_state, best = restore(net, cfg, resume)
     if start_epoch >= cfg.epoch_size:
         print(f"nothing to do: the checkpoint already has {start_epoch} epochs and epoch_size is {cfg.epoch_size}",

@@ -14,3 +14,12 @@ def _mindspore_cpu():
     import mindspore as ms
     ms.set_device("CPU")
     yield
+
+
+@pytest.fixture(autouse=True)
+def _keep_execution_mode():
+    """A test that switches to GRAPH (or PYNATIVE) mode does not leave it to the next one."""
+    import mindspore as ms
+    mode = ms.get_context("mode")
+    yield
+    ms.set_context(mode=mode)

@@ -167,7 +167,7 @@ def inputs(tmp_path_factory):
     """(batch-1 MINDIR, image folder, label file, folder of input bins) at 32 px."""
     import preprocess  # pylint: disable=import-outside-toplevel
     root = tmp_path_factory.mktemp("inputs310")
-    net = fill_deterministic(ShuffleNetV1("0.5x", 3, num_classes=5, conv_impl="plain"), seed=0)
+    net = fill_deterministic(ShuffleNetV1("0.5x", 3, num_classes=5), seed=0)
     net.set_train(False)
     mindir = export_network(net, str(root / "shufflenetv1_bs1"), "MINDIR", batch_size=1, image_size=32)
     make_image_folder(str(root / "data"))

@@ -116,8 +116,7 @@ def zoo(tmp_path_factory):
 
 
 def our_net(groups, num_classes=NUM_CLASSES, seed=0, pool_pad="same"):
-    net = fill_deterministic(ShuffleNetV1("0.5x", groups, num_classes=num_classes, pool_pad=pool_pad,
-                                          conv_impl="plain"), seed)
+    net = fill_deterministic(ShuffleNetV1("0.5x", groups, num_classes=num_classes, pool_pad=pool_pad), seed)
     net.set_train(False)
     return net
 

@@ -123,7 +123,7 @@ def images(seed=0):
 
 
 def ours(ckpt, group, pool_pad="symmetric"):
-    net = ShuffleNetV1("0.5x", group, num_classes=NUM_CLASSES, pool_pad=pool_pad, conv_impl="plain")
+    net = ShuffleNetV1("0.5x", group, num_classes=NUM_CLASSES, pool_pad=pool_pad)
     load_pretrained(net, ckpt)
     net.set_train(False)
     return net

@@ -27,7 +27,7 @@ def setup(tmp_path_factory):
     """(data folder, ONNX path with batch 2, eval-mode network, expected accuracy line)."""
     root = tmp_path_factory.mktemp("onnx")
     make_image_folder(str(root / "data"), per_class=CLASSES, seed=1)
-    net = fill_deterministic(ShuffleNetV1("0.5x", 3, num_classes=6, conv_impl="plain"), seed=4)
+    net = fill_deterministic(ShuffleNetV1("0.5x", 3, num_classes=6), seed=4)
     net.set_train(False)
     onnx_path = export_network(net, str(root / "net_bs2"), "ONNX", batch_size=2, image_size=SIZE)
     logits, labels = [], []

@@ -217,7 +217,7 @@ def test_preprocess_bad_folder(tmp_path):
 
 def test_file_chain_gives_the_accuracy_of_eval_logits(tmp_path, capsys):
     images = make_image_folder(str(tmp_path / "data"), per_class=(("ant", 3), ("bee", 3), ("cat", 3), ("dog", 3)))
-    net = fill_deterministic(ShuffleNetV1("0.5x", 3, num_classes=6, conv_impl="plain"), seed=4)
+    net = fill_deterministic(ShuffleNetV1("0.5x", 3, num_classes=6), seed=4)
     net.set_train(False)
     mindir = export_network(net, str(tmp_path / "net_bs1"), "MINDIR", batch_size=1, image_size=32)
     write_label_file(str(tmp_path / "data"), str(tmp_path / "labels.txt"))

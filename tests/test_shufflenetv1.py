@@ -7,6 +7,7 @@ import pytest
 from mindspore import Tensor, nn, ops
 
 from helpers import fill_deterministic
+from src.fast_ops import accelerate, fast_ops_available
 from src.shufflenetv1 import STAGE_CHANNELS, ShuffleNetV1, channel_shuffle
 
 # Published parameter counts (conv + BN + classifier with bias, 1000 classes).
@@ -85,18 +86,20 @@ def test_features_and_head_compose_to_the_network():
     np.testing.assert_allclose(net.forward_head(feats).asnumpy(), net(x).asnumpy(), rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("mode", [ms.PYNATIVE_MODE, ms.GRAPH_MODE])
-def test_golden_output(mode):
-    """Seeded weights and input -> stored logits, in both execution modes."""
+@pytest.mark.parametrize("mode,accelerated", [(ms.PYNATIVE_MODE, False), (ms.GRAPH_MODE, False),
+                                               (ms.GRAPH_MODE, True)])
+def test_golden_output(mode, accelerated):
+    """Seeded weights and input -> stored logits, in both execution modes, plain and on the CPU kernels."""
     golden = np.load(GOLDEN)
     ms.set_context(mode=mode)
-    try:
-        net = fill_deterministic(ShuffleNetV1("0.5x", 3, num_classes=10), seed=0)
-        net.set_train(False)
-        out = net(Tensor(golden["x"])).asnumpy()
-    finally:
-        ms.set_context(mode=ms.PYNATIVE_MODE)
-    np.testing.assert_allclose(out, golden["logits"], rtol=1e-4, atol=1e-4)
+    net = fill_deterministic(ShuffleNetV1("0.5x", 3, num_classes=10), seed=0)
+    if accelerated:
+        if not fast_ops_available():
+            pytest.skip("no C++ compiler: the fast kernels cannot be built here")
+        accelerate(net)
+    net.set_train(False)
+    out = net(Tensor(golden["x"])).asnumpy()
+    np.testing.assert_allclose(out, golden["logits"], rtol=1e-5, atol=1e-5)
 
 
 def test_odd_input_sizes_work():

@@ -108,12 +108,12 @@ def test_resume_continues_the_same_schedule(straight_run, data, tmp_path):
 def test_restore_loads_the_saved_weights_and_optimizer_state(straight_run):
     import train
     from src.model_utils.config import load_config
-    from src.shufflenetv1 import network_from_config
+    from src.model_factory import create_network
     cfg = load_config(os.path.join(ROOT, "default_config.yaml"),
                       {"model_size": "0.5x", "num_classes": "3", "epoch_size": str(EPOCHS), "conv_impl": "plain"})
     path = str(straight_run[0] / f"shufflenetv1-3_{STEPS}.ckpt")
     saved = ms.load_checkpoint(path)
-    net = network_from_config(cfg)
+    net = create_network(cfg)
     start_epoch, opt_state, _ = train.restore(net, cfg, path)
     assert start_epoch == 3
     for name, param in net.parameters_and_names():

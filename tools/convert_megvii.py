@@ -222,7 +222,7 @@ def convert(pth_path, model_size, group, output):
         ms.save_checkpoint([{"name": name, "data": ms.Tensor(value)} for name, value in params.items()],
                            partial, append_dict=dict(CONVERTED_OPTIONS))
         net = ShuffleNetV1(model_size, group, num_classes=num_classes,
-                           pool_pad=CONVERTED_OPTIONS["pool_pad"], conv_impl="plain")
+                           pool_pad=CONVERTED_OPTIONS["pool_pad"])
         try:
             load_pretrained(net, partial)
         except CheckpointError as exc:  # a bug of this tool, not of the user's file

@@ -1,8 +1,8 @@
-"""Fast CPU implementations of the convolutions of ShuffleNetV1, as drop-in ``nn.Conv2d`` subclasses.
+"""Native CPU versions of the convolutions of ShuffleNetV1, each built from the ``nn.Conv2d`` it replaces.
 
 Why: on CPU, MindSpore 2.10 runs grouped 1x1, depthwise 3x3 and few-channel dense 3x3
 convolutions through oneDNN's reference kernel, 20-100x slower than PyTorch (only
-ungrouped 1x1 convolutions are fast). The classes here compute the same functions:
+ungrouped 1x1 convolutions are fast). The Cells here compute the same functions:
 
 * :class:`PointwiseConv2d`: 1x1 convolution, any group, one oneDNN sgemm per image
   and group in a native kernel (MindSpore's BatchMatMul where oneDNN is not found);
@@ -11,11 +11,10 @@ ungrouped 1x1 convolutions are fast). The classes here compute the same function
 * :class:`DenseConv3x3`: 3x3 convolution with few input channels (the stem), as a
   native im2col followed by the 1x1 kernel.
 
-Each class subclasses ``nn.Conv2d`` and only replaces ``construct``: the parameter is
-the same ``weight`` of the same shape and initialisation, so checkpoints move freely
-between this path and the plain one (GPU, Ascend, export). Each also has
-``forward_with_bn``, used by :class:`~src.fast_ops.norm.ConvBNSequence` in eval mode.
-The native kernels are CPU-only; :func:`resolve_conv_impl` picks the path.
+Each takes the ``nn.Conv2d`` it stands for and holds that Cell's ``weight`` Parameter
+(the same object), so the optimizer, checkpoints and the plain network see one set of
+parameters. Each also has ``forward_with_bn``, used by
+:class:`~src.fast_ops.norm.ConvBNSequence` in eval mode.
 """
 import mindspore as ms
 import mindspore.nn as nn
@@ -23,11 +22,14 @@ import mindspore.ops as ops
 
 from . import native
 from .kernels import (add_relu_op, bn_infer_op, depthwise_bn_op, depthwise_op, gemm_available, im2col_op,
-                      pointwise_bn_add_relu_op, pointwise_bn_op, pointwise_op, shuffle_permutation)
+                      pointwise_bn_add_relu_op, pointwise_bn_op, pointwise_op, require_float32,
+                      shuffle_permutation)
 
-__all__ = ["PointwiseConv2d", "DepthwiseConv2d", "DenseConv3x3", "conv2d", "resolve_conv_impl",
-           "fast_ops_available", "shuffle_permutation", "DENSE3X3_MAX_IN_CHANNELS"]
+__all__ = ["PointwiseConv2d", "DepthwiseConv2d", "DenseConv3x3", "fast_conv", "resolve_conv_impl",
+           "fast_ops_available", "shuffle_permutation", "DENSE3X3_MAX_IN_CHANNELS", "CONV_IMPLS"]
 
+# "plain": nn.Conv2d everywhere; "fast": the native CPU kernels; "auto": fast on CPU, plain elsewhere.
+CONV_IMPLS = ("auto", "fast", "plain")
 # Above this many input channels, the 9x larger im2col buffer costs more than it saves.
 DENSE3X3_MAX_IN_CHANNELS = 16
 # Below this many pixels, the grouped 1x1 matmul folds the batch into the matrix
@@ -55,7 +57,7 @@ def resolve_conv_impl(conv_impl):
     if conv_impl == "plain":
         return "plain"
     if conv_impl not in ("auto", "fast"):
-        raise ValueError(f"conv_impl={conv_impl!r} is not supported; choose one of ['auto', 'fast', 'plain']")
+        raise ValueError(f"conv_impl={conv_impl!r} is not supported; choose one of {list(CONV_IMPLS)}")
     device = _device_target()
     if device != "CPU":
         if conv_impl == "fast":
@@ -64,20 +66,39 @@ def resolve_conv_impl(conv_impl):
     return "fast" if native.library_path() is not None else "plain"
 
 
-class PointwiseConv2d(nn.Conv2d):
-    """1x1 convolution (stride 1, no bias, any ``group``) as matrix products.
+def _describe(conv):
+    """(kernel size, stride, padding) of an nn.Conv2d whose sizes are equal along both axes, else None."""
+    kernel, stride = conv.kernel_size, conv.stride
+    if len(set(kernel)) != 1 or len(set(stride)) != 1 or tuple(conv.dilation) != (1, 1):
+        return None
+    padding = conv.padding if conv.pad_mode == "pad" else None
+    if isinstance(padding, (tuple, list)):
+        padding = padding[0] if len(set(padding)) == 1 else None
+    return kernel[0], stride[0], padding
 
-    Same arguments, parameter and function as ``nn.Conv2d(in_channels, out_channels, 1,
-    pad_mode="pad", group=group, has_bias=False)``; on CPU, MindSpore 2.10's grouped
-    Conv2d falls to a reference kernel. Runs one oneDNN sgemm per image and group in a
-    native kernel, or (where oneDNN's sgemm is not found) MindSpore's BatchMatMul.
+
+class _FastConv(nn.Cell):
+    """Holds the Parameter of the nn.Conv2d it replaces; ``where`` names the layer in errors."""
+
+    def __init__(self, conv):
+        super().__init__()
+        self.in_channels, self.out_channels, self.group = conv.in_channels, conv.out_channels, conv.group
+        self.weight = conv.weight
+        self.where = type(self).__name__
+
+
+class PointwiseConv2d(_FastConv):
+    """The function of ``conv``, an ``nn.Conv2d`` 1x1, stride 1, no padding, no bias, any group.
+
+    On CPU, MindSpore 2.10's grouped Conv2d falls to a reference kernel. This runs one
+    oneDNN sgemm per image and group in a native kernel, or (where oneDNN's sgemm is
+    not found) MindSpore's BatchMatMul.
     """
 
-    def __init__(self, in_channels, out_channels, group=1, weight_init=None):
-        super().__init__(in_channels, out_channels, 1, stride=1, pad_mode="pad", padding=0, group=group,
-                         has_bias=False, weight_init=weight_init)
-        self.cin_g = in_channels // group
-        self.cout_g = out_channels // group
+    def __init__(self, conv):
+        super().__init__(conv)
+        self.cin_g = self.in_channels // self.group
+        self.cout_g = self.out_channels // self.group
         self.use_gemm = gemm_available()
         self.gemm = pointwise_op() if self.use_gemm else None
         # The BatchMatMul primitive, not ops.matmul: its gradient uses the transpose
@@ -93,17 +114,20 @@ class PointwiseConv2d(nn.Conv2d):
 
     def forward_with_bn(self, x, gamma, beta, mean, var, hyper):
         """Inference: this convolution, then BN on moving statistics (and ReLU), fused where possible."""
+        require_float32(self.where, x, self.weight, gamma)
         if self.use_gemm:
             return self.bn_fused(x, self.weight, gamma, beta, mean, var, hyper)
         return self.bn_eval(self.construct(x), gamma, beta, mean, var, hyper)
 
     def forward_with_bn_add_relu(self, x, gamma, beta, mean, var, hyper, residual):
         """Inference: relu(BN(this convolution(x)) + residual), one kernel where possible."""
+        require_float32(self.where, x, self.weight, gamma, residual)
         if self.bn_add_relu_fused is not None:
             return self.bn_add_relu_fused(x, self.weight, gamma, beta, mean, var, hyper, residual)
         return self.add_relu(residual, self.forward_with_bn(x, gamma, beta, mean, var, hyper))
 
     def construct(self, x):
+        require_float32(self.where, x, self.weight)
         if self.use_gemm:
             return self.gemm(x, self.weight)
         b, _, h, w = x.shape
@@ -120,24 +144,20 @@ class PointwiseConv2d(nn.Conv2d):
         return ops.reshape(out, (b, self.out_channels, h, w))
 
 
-class DepthwiseConv2d(nn.Conv2d):
-    """3x3 depthwise convolution (pad 1, stride 1 or 2, no bias) on native CPU kernels.
+class DepthwiseConv2d(_FastConv):
+    """The function of ``conv``, an ``nn.Conv2d`` 3x3 depthwise (pad 1, stride 1 or 2, no bias),
+    applied to ``channel_shuffle(x, shuffle_groups)``.
 
-    Same parameter and function as ``nn.Conv2d(channels, channels, 3, stride,
-    pad_mode="pad", padding=1, group=channels, has_bias=False)`` applied to
-    ``channel_shuffle(x, shuffle_groups)``: with ``shuffle_groups`` > 1 the kernel reads
-    its input through ShuffleNet's channel shuffle, which saves the shuffle's copy.
+    With ``shuffle_groups`` > 1 the kernel reads its input through ShuffleNet's channel
+    shuffle, which saves the shuffle's copy.
     """
 
-    def __init__(self, channels, stride=1, weight_init=None, shuffle_groups=1):
-        if stride not in (1, 2):
-            raise ValueError(f"stride={stride!r} is not supported by DepthwiseConv2d; choose 1 or 2")
-        super().__init__(channels, channels, 3, stride=stride, pad_mode="pad", padding=1, group=channels,
-                         has_bias=False, weight_init=weight_init)
+    def __init__(self, conv, shuffle_groups=1):
+        super().__init__(conv)
+        self.conv_stride = _describe(conv)[1]
         self.shuffle_groups = shuffle_groups
-        self.conv_stride = stride
-        self.perm = ms.Tensor(shuffle_permutation(channels, shuffle_groups), ms.int32)
-        self.depthwise = depthwise_op(stride)
+        self.perm = ms.Tensor(shuffle_permutation(self.in_channels, shuffle_groups), ms.int32)
+        self.depthwise = depthwise_op(self.conv_stride)
 
     def fuse_bn(self, relu):
         """Prepare :meth:`forward_with_bn` for a following BN (then ReLU if ``relu``)."""
@@ -146,30 +166,24 @@ class DepthwiseConv2d(nn.Conv2d):
 
     def forward_with_bn(self, x, gamma, beta, mean, var, hyper):
         """Inference: this convolution, then BN on moving statistics (and ReLU), fused where possible."""
+        require_float32(self.where, x, self.weight, gamma)
         if self.bn_fused is not None:
             return self.bn_fused(x, self.weight, self.perm, gamma, beta, mean, var, hyper)
         return self.bn_eval(self.construct(x), gamma, beta, mean, var, hyper)
 
     def construct(self, x):
+        require_float32(self.where, x, self.weight)
         return self.depthwise(x, self.weight, self.perm)
 
 
-class DenseConv3x3(nn.Conv2d):
-    """3x3 convolution (pad 1, stride 1 or 2, no bias, group 1) as native im2col + one matmul.
+class DenseConv3x3(_FastConv):
+    """The function of ``conv``, an ``nn.Conv2d`` 3x3 (pad 1, stride 1 or 2, no bias, group 1) with
+    few input channels (the RGB stem), as native im2col + the 1x1 kernel of :class:`PointwiseConv2d`."""
 
-    Same arguments, parameter and function as ``nn.Conv2d(in_channels, out_channels, 3,
-    stride, pad_mode="pad", padding=1, has_bias=False)``; meant for few input channels
-    (the RGB stem), where MindSpore 2.10 falls to a reference kernel on CPU. The matmul
-    is the 1x1 kernel of :class:`PointwiseConv2d` applied to the columns.
-    """
-
-    def __init__(self, in_channels, out_channels, stride=1, weight_init=None):
-        if stride not in (1, 2):
-            raise ValueError(f"stride={stride!r} is not supported by DenseConv3x3; choose 1 or 2")
-        super().__init__(in_channels, out_channels, 3, stride=stride, pad_mode="pad", padding=1,
-                         has_bias=False, weight_init=weight_init)
-        self.im2col = im2col_op(stride)
-        self.k = in_channels * 9
+    def __init__(self, conv):
+        super().__init__(conv)
+        self.im2col = im2col_op(_describe(conv)[1])
+        self.k = self.in_channels * 9
         self.use_gemm = gemm_available()
         self.gemm = pointwise_op("dense") if self.use_gemm else None
         self.bmm = ops.BatchMatMul()
@@ -181,12 +195,14 @@ class DenseConv3x3(nn.Conv2d):
 
     def forward_with_bn(self, x, gamma, beta, mean, var, hyper):
         """Inference: this convolution, then BN on moving statistics (and ReLU), fused where possible."""
+        require_float32(self.where, x, self.weight, gamma)
         if self.use_gemm:
             return self.bn_fused(self.im2col(x), ops.reshape(self.weight, (self.out_channels, self.k, 1, 1)),
                                  gamma, beta, mean, var, hyper)
         return self.bn_eval(self.construct(x), gamma, beta, mean, var, hyper)
 
     def construct(self, x):
+        require_float32(self.where, x, self.weight)
         cols = self.im2col(x)
         if self.use_gemm:
             return self.gemm(cols, ops.reshape(self.weight, (self.out_channels, self.k, 1, 1)))
@@ -197,26 +213,25 @@ class DenseConv3x3(nn.Conv2d):
         return ops.reshape(out, (b, self.out_channels, h, w))
 
 
-def conv2d(in_channels, out_channels, kernel_size, stride=1, pad_mode="same", padding=0, group=1,
-           has_bias=False, weight_init=None, fast=True, shuffle_groups=1):
-    """An ``nn.Conv2d`` with these arguments, or its fast equivalent when ``fast`` and one exists.
+def fast_conv(conv, shuffle_groups=1):
+    """The native equivalent of ``conv`` (an ``nn.Conv2d``), sharing its weight; None when there is none.
 
-    The fast classes cover 1x1 convolutions (stride 1, no padding), 3x3 depthwise and
-    3x3 dense convolutions with few input channels (pad 1, stride 1 or 2), all without
-    bias; anything else is a plain ``nn.Conv2d``. ``shuffle_groups`` > 1 (fast depthwise
-    only) puts a channel shuffle in front of the convolution.
+    Covered: 1x1 convolutions (stride 1, no padding), 3x3 depthwise and 3x3 dense
+    convolutions with few input channels (pad 1, stride 1 or 2), all without bias.
+    ``shuffle_groups`` > 1 (depthwise only) puts a channel shuffle in front.
     """
-    depthwise = kernel_size == 3 and padding == 1 and stride in (1, 2) and group == in_channels == out_channels
-    if shuffle_groups != 1 and not (fast and depthwise and not has_bias and pad_mode == "pad"):
-        raise ValueError(f"shuffle_groups={shuffle_groups!r} needs a fast 3x3 depthwise convolution")
-    if fast and not has_bias and pad_mode == "pad":
-        if kernel_size == 1 and stride == 1 and padding == 0:
-            return PointwiseConv2d(in_channels, out_channels, group=group, weight_init=weight_init)
-        if kernel_size == 3 and padding == 1 and stride in (1, 2):
-            if depthwise:
-                return DepthwiseConv2d(in_channels, stride=stride, weight_init=weight_init,
-                                       shuffle_groups=shuffle_groups)
-            if group == 1 and in_channels <= DENSE3X3_MAX_IN_CHANNELS:
-                return DenseConv3x3(in_channels, out_channels, stride=stride, weight_init=weight_init)
-    return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, pad_mode=pad_mode, padding=padding,
-                     group=group, has_bias=has_bias, weight_init=weight_init)
+    shape = _describe(conv)
+    if shape is None or conv.has_bias:
+        return None
+    kernel, stride, padding = shape
+    depthwise = conv.group == conv.in_channels == conv.out_channels
+    if kernel == 3 and padding == 1 and stride in (1, 2) and depthwise:
+        return DepthwiseConv2d(conv, shuffle_groups)
+    if shuffle_groups != 1:
+        return None
+    if kernel == 1 and stride == 1 and padding == 0:
+        return PointwiseConv2d(conv)
+    if kernel == 3 and padding == 1 and stride in (1, 2) and conv.group == 1 \
+            and conv.in_channels <= DENSE3X3_MAX_IN_CHANNELS:
+        return DenseConv3x3(conv)
+    return None

@@ -5,22 +5,49 @@ One ``ops.Custom`` per kernel and process (cached here); the Cells of ``conv`` a
 """
 import numpy as np
 
+import mindspore as ms
 import mindspore.ops as ops
 
 from . import native
 
-__all__ = ["pointwise_op", "gemm_available", "depthwise_op", "im2col_op", "bn_train_op", "bn_infer_op",
+__all__ = ["require_float32", "pointwise_op", "gemm_available", "depthwise_op", "im2col_op", "bn_train_op", "bn_infer_op",
            "pointwise_bn_op", "pointwise_bn_add_relu_op", "depthwise_bn_op", "add_relu_op", "pool_op",
            "global_avg_pool_op", "POOL_PADDINGS", "shuffle_permutation"]
 
 _cache = {}
 
 
+def require_float32(where, *tensors):
+    """Refuse, while the graph is built, a tensor that is not float32: the native kernels read float32 only.
+
+    ``where`` names the layer (e.g. ``features.3``). Mixed precision (amp_level O2/O3)
+    casts to float16, so it is an error here rather than a failed kernel call.
+    """
+    for tensor in tensors:
+        if tensor.dtype != ms.float32:
+            raise TypeError(f"{where}: the fast CPU kernels compute in float32 only, but this layer gets "
+                            f"{tensor.dtype}; on CPU train with amp_level O0 (train.py does), or build the "
+                            "network with conv_impl='plain'")
+
+
+def _checked_dtype(name, out_dtype):
+    """``out_dtype`` of a kernel, refusing (at graph build) inputs other than float32 (and int32 indices)."""
+    def infer(*dtypes):
+        elements = [d.element_type() if hasattr(d, "element_type") else d for d in dtypes]  # Tensor[Float32]
+        wrong = [str(d) for d in elements if d not in (ms.float32, ms.int32)]
+        if wrong:
+            raise TypeError(f"the fast CPU kernel {name} takes float32 tensors, got {', '.join(wrong)}; "
+                            "compute in float32 (amp_level O0) or use conv_impl='plain'")
+        return out_dtype(*dtypes)
+    return infer
+
+
 def _custom(name, out_shape, out_dtype, bprop=None):
     path = native.library_path(warn=False)
     if path is None:
         raise native.FastOpsUnavailable("the fast CPU kernels are not built; use conv_impl='plain'")
-    return ops.Custom(f"{path}:{name}", out_shape=out_shape, out_dtype=out_dtype, func_type="aot", bprop=bprop)
+    return ops.Custom(f"{path}:{name}", out_shape=out_shape, out_dtype=_checked_dtype(name, out_dtype),
+                      func_type="aot", bprop=bprop)
 
 
 def _cached(key, make):

@@ -21,7 +21,7 @@ import threading
 import warnings
 
 __all__ = ["CXX", "CXXFLAGS", "LDLIBS", "SOURCE", "ABI_VERSION", "FastOpsUnavailable", "cache_dir", "library_path",
-           "build_library", "gemm_available", "warn_once", "reset"]
+           "build_library", "build_error", "gemm_available", "warn_once", "reset"]
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fast_ops.cc")
 # The compiler; tests point it at a missing path to exercise the fallback.
@@ -144,6 +144,11 @@ def library_path(warn=True):
         if _state["error"] is not None and warn:
             warn_once(_state["error"])
         return _state["path"]
+
+
+def build_error():
+    """Why the library is unavailable (after :func:`library_path` failed), else None."""
+    return _state["error"]
 
 
 def gemm_available():

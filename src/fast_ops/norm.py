@@ -1,43 +1,46 @@
-"""Fast CPU batch normalisation (optionally fused with the following ReLU), a drop-in ``nn.BatchNorm2d``.
+"""Native CPU batch normalisation (optionally fused with the following ReLU), built from an ``nn.BatchNorm2d``.
 
 Why: after the convolutions, MindSpore 2.10's CPU BatchNorm and BatchNormGrad were
 the largest cost of a ShuffleNetV1 training step (about 40%), and an eval-mode
 BatchNorm, a per-channel affine map, took a third of inference. The native kernels
 here read each tensor once or twice and fold the ReLU that follows in.
 
-:class:`BatchNorm2d` subclasses ``nn.BatchNorm2d`` and keeps its parameters (``gamma``,
-``beta``, ``moving_mean``, ``moving_variance``: names, shapes, initialisation) and its
-function: batch statistics in training with the moving averages updated the same way
-(momentum, unbiased variance), moving statistics in eval mode.
+:class:`BatchNorm2d` holds the Parameters of the ``nn.BatchNorm2d`` it replaces
+(``gamma``, ``beta``, ``moving_mean``, ``moving_variance``: the same objects) and
+computes its function: batch statistics in training with the moving averages updated
+the same way (momentum, unbiased variance), moving statistics in eval mode.
 """
 import mindspore as ms
 import mindspore.nn as nn
 import mindspore.ops as ops
 
-from .kernels import add_relu_op, bn_infer_op, bn_train_op
+from .kernels import add_relu_op, bn_infer_op, bn_train_op, require_float32
 
-__all__ = ["BatchNorm2d", "batchnorm", "ConvBNSequence", "conv_bn_sequence"]
+__all__ = ["BatchNorm2d", "ConvBNSequence"]
 
 
-class BatchNorm2d(nn.BatchNorm2d):
-    """``nn.BatchNorm2d(num_features, eps, momentum)`` on native CPU kernels, followed by ReLU if ``relu``.
+class BatchNorm2d(nn.Cell):
+    """The function of ``bn`` (an ``nn.BatchNorm2d``), followed by ReLU if ``relu``, on native kernels.
 
     Args:
-        num_features (int): channels.
+        bn (nn.BatchNorm2d): the layer replaced; its Parameters, ``eps`` and momentum are used.
         relu (bool): apply ReLU to the output (fused; saves the ReLU pass and its gradient).
-        eps (float): added to the variance.
-        momentum (float): weight of the old moving statistics, as in ``nn.BatchNorm2d``.
     """
 
-    def __init__(self, num_features, relu=False, eps=1e-5, momentum=0.9):
-        super().__init__(num_features, eps=eps, momentum=momentum)
+    def __init__(self, bn, relu=False):
+        super().__init__()
+        # (in nn.BatchNorm2d's order, so that the network lists its Parameters in the same order)
+        self.moving_mean, self.moving_variance = bn.moving_mean, bn.moving_variance
+        self.gamma, self.beta = bn.gamma, bn.beta
         self.fused_relu = relu
+        self.where = "BatchNorm2d"
         # eps and the weight of the batch statistic (nn.BatchNorm2d keeps 1 - momentum).
-        self.hyper = ms.Tensor([eps, self.momentum], ms.float32)
+        self.hyper = ms.Tensor([bn.eps, bn.momentum], ms.float32)
         self.train_kernel = bn_train_op(relu)
         self.infer_kernel = bn_infer_op(relu)
 
     def construct(self, x):
+        require_float32(self.where, x, self.gamma)
         if self.training:
             y, batch_mean, batch_var, moving_mean, moving_variance = self.train_kernel(
                 x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.hyper)
@@ -49,24 +52,14 @@ class BatchNorm2d(nn.BatchNorm2d):
         return self.infer_kernel(x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.hyper)
 
 
-def batchnorm(num_features, fast, relu=False):
-    """Cells for BN (then ReLU if ``relu``): ``[BatchNorm2d(relu)]`` if ``fast``, else ``[nn.BatchNorm2d, nn.ReLU]``.
-
-    Either way the BN is the first cell, so parameter names do not depend on the path.
-    """
-    if fast:
-        return [BatchNorm2d(num_features, relu=relu)]
-    return [nn.BatchNorm2d(num_features)] + ([nn.ReLU()] if relu else [])
-
-
 class ConvBNSequence(nn.SequentialCell):
     """``nn.SequentialCell`` of (fast convolution, :class:`BatchNorm2d`) pairs.
 
     In training it runs its cells one after the other. In eval mode each pair runs as
     one kernel, the BN (on its moving statistics) folded into the convolution: the
-    BN's separate pass over the tensor is gone. The cells, and so the parameter names,
-    are those of the SequentialCell. :meth:`forward_add_relu` also takes over a
-    residual join, ``relu(self(x) + residual)``.
+    BN's separate pass over the tensor is gone. The cells sit at the indices of the
+    plain SequentialCell they replace (conv 0, BN 1, ...), so parameter names are the
+    same. :meth:`forward_add_relu` also takes over a residual join, ``relu(self(x) + residual)``.
     """
 
     def __init__(self, cells):
@@ -84,8 +77,10 @@ class ConvBNSequence(nn.SequentialCell):
         # its BN has no ReLU of its own.
         self.join_fusable = hasattr(cells[-2], "forward_with_bn_add_relu") and not cells[-1].fused_relu
         self.add_relu = add_relu_op()
+        self.where = "ConvBNSequence"
 
     def construct(self, x):
+        require_float32(self.where, x)
         if self.training:
             for cell in self.cell_list:
                 x = cell(x)
@@ -98,6 +93,7 @@ class ConvBNSequence(nn.SequentialCell):
 
     def forward_add_relu(self, x, residual):
         """``relu(self(x) + residual)``: one pass for the join in training, none of its own in eval mode."""
+        require_float32(self.where, x, residual)
         if self.training or not self.join_fusable:
             return self.add_relu(residual, self.construct(x))
         for i in self.head_starts:
@@ -107,8 +103,3 @@ class ConvBNSequence(nn.SequentialCell):
         bn = self.cell_list[self.last_start + 1]
         return self.cell_list[self.last_start].forward_with_bn_add_relu(
             x, bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance, bn.hyper, residual)
-
-
-def conv_bn_sequence(cells, fast):
-    """``ConvBNSequence(cells)`` if ``fast``, else ``nn.SequentialCell(cells)``."""
-    return ConvBNSequence(cells) if fast else nn.SequentialCell(cells)
