@@ -30,13 +30,8 @@ def get_lr(lr_init, lr_end, lr_max, warmup_epochs, total_epochs, steps_per_epoch
     Returns:
         np.ndarray of float32, shape (total_epochs * steps_per_epoch,).
     """
-    if lr_decay_mode not in LR_DECAY_MODES:
+    if lr_decay_mode not in LR_DECAY_MODES:  # (the config's values are checked by src/model_utils/config.py)
         raise ValueError(f"lr_decay_mode={lr_decay_mode!r} is not supported; choose one of {list(LR_DECAY_MODES)}")
-    if total_epochs < 1 or steps_per_epoch < 1:
-        raise ValueError(f"need at least one epoch and one step per epoch, got epoch_size={total_epochs}, "
-                         f"steps_per_epoch={steps_per_epoch}")
-    if warmup_epochs < 0 or warmup_epochs > total_epochs:
-        raise ValueError(f"warmup_epochs={warmup_epochs} must be between 0 and epoch_size={total_epochs}")
     total_steps = total_epochs * steps_per_epoch
     warmup_steps = int(warmup_epochs * steps_per_epoch)
     decay_steps = total_steps - warmup_steps
