@@ -1,105 +1,79 @@
 """Training callbacks: progress, checkpoints, validation accuracy, the run log, stopping on signals.
 
-Order them as ``[TrainMonitor, ValAccMonitor, RunLogWriter, CheckpointSaver]``: the
-first two fill the epoch's record in a shared :class:`RunLog`, the writer appends it to
-``train_log.jsonl`` and redraws ``curves.png``, and only then is the epoch's checkpoint
-written (a process killed in between repeats the epoch and logs it again, rather than
-skipping its record).
+Every callback here follows ``cb_params.cur_step_num``, the global step, never the number
+of calls: on GPU/Ascend with ``dataset_sink_mode=True`` MindSpore calls ``step_end`` once
+per sink and advances ``cur_step_num`` by the sink size, and a MindSpore "epoch" is one
+sink (of ``sink_size`` steps, see :func:`sink_plan`); on CPU it calls ``step_end`` every
+step. An epoch of the data ends when ``cur_step_num`` reaches a multiple of
+``steps_per_epoch``. :class:`ResumeAt` (first in the list) starts ``cur_step_num`` at the
+step a resumed run continues from (MindSpore starts it at 0).
+
+Order them as ``[ResumeAt, TrainMonitor, ValAccMonitor, RunLogWriter, CheckpointSaver,
+StopOnSignal]``: the monitors fill the epoch's record in a shared :class:`RunLog`, the
+writer appends it to ``train_log.jsonl`` and redraws ``curves.png``, and only then is the
+epoch's checkpoint written (a process killed in between repeats the epoch and logs it
+again, rather than skipping its record); a signal stops after all of them.
 """
-import glob
 import json
+import math
 import os
-import re
 import signal
 import time
 
-import mindspore as ms
 import numpy as np
 from mindspore.train.callback import Callback
 
+from .checkpoint_utils import checkpoint_name, list_checkpoints, save_checkpoint_atomic
 from .plot import plot_curves
 
-__all__ = ["RunLog", "TrainMonitor", "ValAccMonitor", "CheckpointSaver", "RunLogWriter", "StopOnSignal", "TrainingStopped",
-           "CKPT_PREFIX", "checkpoint_name", "list_checkpoints", "save_checkpoint_atomic", "verify_checkpoint",
-           "remove_unfinished_writes"]
-
-CKPT_PREFIX = "shufflenetv1"
-_CKPT_RE = re.compile(rf"^{CKPT_PREFIX}-(\d+)_(\d+)\.ckpt$")
+__all__ = ["StepClock", "sink_plan", "ResumeAt", "RunLog", "TrainMonitor", "ValAccMonitor", "CheckpointSaver",
+           "RunLogWriter", "StopOnSignal", "TrainingStopped"]
 
 
-def checkpoint_name(epoch, step):
-    """File name of the checkpoint after ``epoch`` (the original's ``shufflenetv1-<epoch>_<step>.ckpt``)."""
-    return f"{CKPT_PREFIX}-{epoch}_{step}.ckpt"
+class StepClock:
+    """Epoch and step-in-epoch of a global step (1-based), for ``steps_per_epoch`` steps per epoch."""
+
+    def __init__(self, steps_per_epoch):
+        self.steps_per_epoch = steps_per_epoch
+
+    def epoch_of(self, step):
+        return (step - 1) // self.steps_per_epoch + 1
+
+    def step_in_epoch(self, step):
+        return step - (self.epoch_of(step) - 1) * self.steps_per_epoch
+
+    def epoch_ends(self, step):
+        return step % self.steps_per_epoch == 0
 
 
-def list_checkpoints(directory):
-    """Training checkpoints in ``directory``, oldest first, as (epoch, step, path)."""
-    found = []
-    for path in glob.glob(os.path.join(glob.escape(directory), f"{CKPT_PREFIX}-*_*.ckpt")):
-        match = _CKPT_RE.match(os.path.basename(path))
-        if match:
-            found.append((int(match.group(1)), int(match.group(2)), path))
-    return sorted(found)
+def sink_plan(steps_per_epoch, epoch_size, start_step, log_interval=0, sink=True):
+    """How ``Model.train`` is called: (its epoch count, sink_size, initial_epoch, dataset_sink_mode).
 
-
-# Names of unfinished writes: ours (<name>.tmp-<pid>.ckpt) and MindSpore's own temporary file
-# inside save_checkpoint (the same name ending in .tmp).
-_TEMP_NAME = re.compile(r"^.+\.ckpt\.tmp-(\d+)\.(?:ckpt|tmp)$")
-
-
-def remove_unfinished_writes(directory):
-    """Delete checkpoint temporaries left in ``directory`` by a killed process; returns their paths.
-
-    A file whose writer is still running (its pid is alive) is left alone.
+    Without sink mode (CPU) a MindSpore epoch is an epoch of the data. In sink mode one
+    sink is ``steps_per_epoch`` steps, or ``log_interval`` steps when that divides an epoch
+    (so that progress is printed that often); a MindSpore epoch is one sink. ``start_step``
+    (a resumed run) must fall on a sink boundary; the data pipeline starts there.
     """
-    removed = []
-    for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
-        match = _TEMP_NAME.match(name)
-        if not match or _pid_alive(int(match.group(1))):
-            continue
-        path = os.path.join(directory, name)
-        try:
-            os.chmod(path, 0o600)  # MindSpore makes checkpoints read-only
-            os.remove(path)
-            removed.append(path)
-        except OSError:
-            pass
-    return removed
+    if not sink:
+        return epoch_size, -1, start_step // steps_per_epoch, False
+    size = steps_per_epoch
+    if log_interval and steps_per_epoch % log_interval == 0:
+        size = log_interval
+    if start_step % size:
+        size = math.gcd(size, start_step)
+    total = epoch_size * steps_per_epoch
+    return total // size, size, start_step // size, True
 
 
-def _pid_alive(pid):
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+class ResumeAt(Callback):
+    """Starts ``cur_step_num`` at ``start_step`` (the global step a resumed run continues after)."""
 
+    def __init__(self, start_step):
+        super().__init__()
+        self.start_step = start_step
 
-def save_checkpoint_atomic(cell_or_list, path, append_dict=None):
-    """Write a checkpoint to a temporary file and rename it, so a killed process never
-    leaves a file at ``path`` that looks complete but is not."""
-    tmp = f"{path}.tmp-{os.getpid()}.ckpt"  # save_checkpoint appends .ckpt to any other name
-    try:
-        ms.save_checkpoint(cell_or_list, tmp, append_dict=append_dict, crc_check=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
-def verify_checkpoint(path):
-    """None when ``path`` reads back whole (CRC checked), else the reason it does not."""
-    try:
-        ms.load_checkpoint(path, crc_check=True)
-    except Exception as exc:  # pylint: disable=broad-except  (MindSpore raises several types)
-        lines = str(exc).strip().splitlines()
-        return lines[0] if lines else type(exc).__name__
-    return None
+    def on_train_begin(self, run_context):
+        run_context.original_args().cur_step_num = self.start_step
 
 
 def _loss_value(outputs):
@@ -109,121 +83,157 @@ def _loss_value(outputs):
 
 
 class RunLog:
-    """The per-epoch records of a run (``train_log.jsonl``) and its curves (``curves.png``).
+    """The records of a run: one per epoch in ``train_log.jsonl`` (and ``curves.png``), one per
+    logged step in ``train_steps.jsonl``.
 
     Records are appended, never rewritten, so a resumed run continues the same log.
     """
 
-    def __init__(self, directory, enabled=True):
+    def __init__(self, directory):
         self.directory = directory
-        self.enabled = enabled
         self.path = os.path.join(directory, "train_log.jsonl")
+        self.steps_path = os.path.join(directory, "train_steps.jsonl")
         self.curves_path = os.path.join(directory, "curves.png")
         self.pending = {}
 
-    def records(self):
-        if not os.path.isfile(self.path):
+    @staticmethod
+    def read(path):
+        """The records of a JSON-lines file (a line cut short by a killed process is skipped)."""
+        if not os.path.isfile(path):
             return []
         out = []
-        with open(self.path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8") as fh:
             for line in fh:
                 line = line.strip()
                 if line:
                     try:
                         out.append(json.loads(line))
                     except json.JSONDecodeError:
-                        continue  # a line cut short by a killed process
+                        continue
         return out
+
+    def records(self):
+        return self.read(self.path)
+
+    def add_step(self, record):
+        with open(self.steps_path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
 
     def flush(self):
         if not self.pending:
             return
         record, self.pending = self.pending, {}
-        if not self.enabled:
-            return
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
-        records = self.records()
         # Keep the latest record of each epoch (a resumed run may repeat epochs after a crash).
-        by_epoch = {r["epoch"]: r for r in records if "epoch" in r}
+        by_epoch = {r["epoch"]: r for r in self.records() if "epoch" in r}
         plot_curves([by_epoch[e] for e in sorted(by_epoch)], self.curves_path)
 
 
 class TrainMonitor(Callback):
-    """Prints loss, learning rate, img/s, epoch time and ETA; fills the epoch's record.
+    """Prints loss, learning rate, img/s and ETA every ``log_interval`` steps and per epoch; fills the
+    epoch's record (and a ``train_steps.jsonl`` line per logged step).
+
+    In sink mode the loss of a call is that of the sink's last step; the epoch's loss is the
+    mean of the losses reported. The running sum is part of the state a checkpoint keeps
+    (:meth:`state`), so an epoch resumed mid-way logs the loss of all its steps.
 
     Args:
-        run_log (RunLog): where the epoch's numbers go.
+        run_log (RunLog): where the numbers go.
         lr (np.ndarray): the learning rate of every step of the whole schedule.
         steps_per_epoch (int): steps of one epoch.
         batch_size (int): images per step on this device.
-        total_epochs (int): epochs of the whole run (for the ETA).
+        total_epochs (int): epochs of the whole run.
         log_interval (int): print every N steps too (0: once per epoch).
         rank (int): printed in the lines of a distributed run.
+        state (dict): :meth:`state` of the run this one resumes.
     """
 
-    def __init__(self, run_log, lr, steps_per_epoch, batch_size, total_epochs, log_interval=0, rank=None):
+    def __init__(self, run_log, lr, steps_per_epoch, batch_size, total_epochs, log_interval=0, rank=None,
+                 state=None):
         super().__init__()
         self.run_log = run_log
         self.lr = lr
-        self.steps_per_epoch = steps_per_epoch
+        self.clock = StepClock(steps_per_epoch)
         self.batch_size = batch_size
         self.total_epochs = total_epochs
         self.log_interval = log_interval
         self.tag = f"[rank {rank}] " if rank is not None else ""
-        self.losses = []
-        self.epoch_start = self.step_start = 0.0
-        self.run_start = None
-        self.epochs_done_here = 0
+        state = json.loads(state) if isinstance(state, str) else (state or {})
+        self.loss_sum = float(state.get("epoch_loss_sum", 0.0))
+        self.loss_count = int(state.get("epoch_loss_count", 0))
+        self.last_step = self.run_start_step = self.epoch_first_step = 0
+        self.epoch_time = self.run_start = 0.0
+        self.last_log = (0, 0.0)
 
-    def _lr_at(self, epoch, step_in_epoch):
-        index = min((epoch - 1) * self.steps_per_epoch + step_in_epoch - 1, len(self.lr) - 1)
-        return float(self.lr[max(index, 0)])
+    def state(self):
+        """The running loss of the current epoch, as a checkpoint records it (JSON text: a checkpoint
+        stores a float entry as float32, which would change the epoch's logged loss)."""
+        return {"train_monitor": json.dumps({"epoch_loss_sum": self.loss_sum, "epoch_loss_count": self.loss_count})}
 
-    def on_train_epoch_begin(self, run_context):
+    def _lr_at(self, step):
+        return float(self.lr[min(max(step - 1, 0), len(self.lr) - 1)])
+
+    def on_train_begin(self, run_context):
+        step = run_context.original_args().cur_step_num
         now = time.time()
-        if self.run_start is None:
-            self.run_start = now
-        self.epoch_start = self.step_start = now
-        self.losses = []
+        self.last_step = self.run_start_step = self.epoch_first_step = step
+        self.epoch_time = self.run_start = now
+        self.last_log = (step, now)
+
+    def on_train_step_begin(self, run_context):
+        if self.clock.epoch_ends(self.last_step):
+            # The epoch's time and speed leave out what ran after its last step (validation, checkpoint).
+            now = time.time()
+            self.epoch_time, self.last_log = now, (self.last_step, now)
 
     def on_train_step_end(self, run_context):
         cb = run_context.original_args()
+        step = cb.cur_step_num
+        if step == self.last_step:
+            return
+        now = time.time()
         loss = _loss_value(cb.net_outputs)
+        epoch = self.clock.epoch_of(step)
         if not np.isfinite(loss):
-            print(f"{self.tag}warning: loss is {loss} at epoch {cb.cur_epoch_num}; lower lr_max or "
-                  "check the data", flush=True)
-        self.losses.append(loss)
-        step = len(self.losses)
-        if self.log_interval and step % self.log_interval == 0 and step < self.steps_per_epoch:
-            now = time.time()
-            speed = self.log_interval * self.batch_size / max(now - self.step_start, 1e-9)
-            self.step_start = now
-            print(f"{self.tag}epoch {cb.cur_epoch_num}/{self.total_epochs} step {step}/{self.steps_per_epoch}: "
-                  f"loss {loss:.4f}, lr {self._lr_at(cb.cur_epoch_num, step):.6f}, {speed:.1f} img/s", flush=True)
+            print(f"{self.tag}warning: loss is {loss} at epoch {epoch}; lower lr_max or check the data", flush=True)
+        self.loss_sum += loss
+        self.loss_count += 1
+        in_epoch = self.clock.step_in_epoch(step)
+        crossed = self.log_interval and step // self.log_interval > self.last_step // self.log_interval
+        self.last_step = step
+        if crossed:
+            done, since = step - self.last_log[0], max(now - self.last_log[1], 1e-9)
+            self.last_log = (step, now)
+            self.run_log.add_step({"global_step": step, "epoch": epoch, "step": in_epoch, "loss": loss,
+                                   "lr": self._lr_at(step)})
+            if not self.clock.epoch_ends(step):
+                print(f"{self.tag}epoch {epoch}/{self.total_epochs} step {in_epoch}/{self.clock.steps_per_epoch}: "
+                      f"loss {loss:.4f}, lr {self._lr_at(step):.6f}, {done * self.batch_size / since:.1f} img/s",
+                      flush=True)
+        if self.clock.epoch_ends(step):
+            self._end_epoch(cb, epoch, step, now)
 
-    def on_train_epoch_end(self, run_context):
-        cb = run_context.original_args()
-        epoch = cb.cur_epoch_num
-        elapsed = time.time() - self.epoch_start
-        steps = max(len(self.losses), 1)
-        avg_loss = float(np.mean(self.losses)) if self.losses else float("nan")
+    def _end_epoch(self, cb, epoch, step, now):
+        elapsed = now - self.epoch_time
+        steps = step - self.epoch_first_step
+        avg_loss = self.loss_sum / self.loss_count if self.loss_count else float("nan")
         speed = steps * self.batch_size / max(elapsed, 1e-9)
-        self.epochs_done_here += 1
-        per_epoch = (time.time() - self.run_start) / self.epochs_done_here
-        eta = per_epoch * (self.total_epochs - epoch)
-        lr_first, lr_last = self._lr_at(epoch, 1), self._lr_at(epoch, steps)
+        per_step = (now - self.run_start) / max(step - self.run_start_step, 1)
+        eta = per_step * (self.total_epochs * self.clock.steps_per_epoch - step)
+        lr_first, lr_last = self._lr_at(step - self.clock.steps_per_epoch + 1), self._lr_at(step)
         print(f"{self.tag}epoch {epoch}/{self.total_epochs}: loss {avg_loss:.4f}, lr {lr_last:.6f}, "
               f"{speed:.1f} img/s, epoch time {elapsed:.1f} s, ETA {_fmt_duration(eta)}", flush=True)
         # The original model zoo's line, kept for scripts that parse it.
-        print(f"{self.tag}epoch time: {elapsed * 1000:.3f} ms, per step time: {elapsed * 1000 / steps:.3f} ms, "
+        print(f"{self.tag}epoch time: {elapsed * 1000:.3f} ms, per step time: {elapsed * 1000 / max(steps, 1):.3f} ms, "
               f"avg loss: {avg_loss:.5f}", flush=True)
         optimizer = getattr(cb, "optimizer", None)
         opt_step = int(optimizer.global_step.asnumpy()) if optimizer is not None else None
         self.run_log.pending.update(epoch=epoch, loss=avg_loss, lr_first=lr_first, lr_last=lr_last,
-                                    global_step=epoch * self.steps_per_epoch, optimizer_step=opt_step,
-                                    img_per_s=round(speed, 2),
+                                    global_step=step, optimizer_step=opt_step, img_per_s=round(speed, 2),
                                     epoch_time_s=round(elapsed, 3), time=time.strftime("%Y-%m-%d %H:%M:%S"))
+        self.loss_sum, self.loss_count = 0.0, 0
+        self.epoch_time, self.epoch_first_step = now, step
 
 
 def _fmt_duration(seconds):
@@ -234,13 +244,14 @@ def _fmt_duration(seconds):
 
 
 class ValAccMonitor(Callback):
-    """Evaluates every ``interval`` epochs, logs top-1 (as a fraction) and the best so far,
-    and saves the network with the best validation top-1 to ``best_ckpt_path``.
+    """Evaluates every ``interval`` epochs (and after the last), logs top-1 (as a fraction) and the best
+    so far, and saves the network with the best validation top-1 to ``best_ckpt_path``.
 
     Args:
         model (mindspore.train.Model): the training Model (its eval network is used).
         eval_dataset: the validation dataset.
         run_log (RunLog): where the accuracies go.
+        steps_per_epoch (int): steps of one epoch.
         interval (int): evaluate every N epochs (and after the last epoch).
         total_epochs (int): epochs of the whole run.
         best_ckpt_path (str): where the best network is saved; None: not saved.
@@ -248,21 +259,24 @@ class ValAccMonitor(Callback):
         extra (dict): string/number entries saved in the best checkpoint (e.g. the variant).
     """
 
-    def __init__(self, model, eval_dataset, run_log, interval=1, total_epochs=1, best_ckpt_path=None,
-                 best_so_far=-1.0, extra=None):
+    def __init__(self, model, eval_dataset, run_log, steps_per_epoch, interval=1, total_epochs=1,
+                 best_ckpt_path=None, best_so_far=-1.0, extra=None):
         super().__init__()
         self.model = model
         self.eval_dataset = eval_dataset
         self.run_log = run_log
+        self.clock = StepClock(steps_per_epoch)
         self.interval = max(1, interval)
         self.total_epochs = total_epochs
         self.best_ckpt_path = best_ckpt_path
         self.best = best_so_far
         self.extra = dict(extra or {})
 
-    def on_train_epoch_end(self, run_context):
+    def on_train_step_end(self, run_context):
         cb = run_context.original_args()
-        epoch = cb.cur_epoch_num
+        if not self.clock.epoch_ends(cb.cur_step_num):
+            return
+        epoch = self.clock.epoch_of(cb.cur_step_num)
         if epoch % self.interval and epoch != self.total_epochs:
             return
         result = self.model.eval(self.eval_dataset, dataset_sink_mode=False)
@@ -282,53 +296,78 @@ class ValAccMonitor(Callback):
 
 
 class CheckpointSaver(Callback):
-    """Saves ``shufflenetv1-<epoch>_<step>.ckpt`` every ``interval`` epochs (and after the last),
-    atomically, with the optimizer state, keeping at most ``keep_max`` of them.
+    """Saves ``shufflenetv1-<epoch>_<step>.ckpt`` atomically, with the optimizer state and what a
+    resumed run needs: every ``interval`` epochs (and after the last), and every ``every_steps``
+    steps within an epoch (a recovery point; in sink mode at the first sink end past the step).
+
+    Epoch checkpoints rotate: at most ``keep_max`` are kept, the oldest removed first. A mid-epoch
+    one is kept while it is one of the two newest checkpoints (so that data-parallel ranks killed
+    one save apart still share one to resume from), then removed.
 
     Args:
         directory (str): checkpoint folder.
-        steps_per_epoch (int): the <step> of the file name.
+        steps_per_epoch (int): steps of one epoch.
         interval (int): save every N epochs.
-        keep_max (int): checkpoints kept; the oldest are removed first.
+        keep_max (int): epoch checkpoints kept.
         total_epochs (int): epochs of the whole run.
         extra (dict): string/number entries saved in every checkpoint (e.g. the variant).
-        extra_fn (callable): returns more such entries at each save (e.g. the best validation
-            top-1 so far, which a resumed run needs so as not to overwrite a better best checkpoint).
+        extra_fn (callable): returns more such entries at each save (the best validation top-1
+            so far, the monitor's running loss).
+        every_steps (int): also save every N steps within an epoch; 0 = only at epoch ends.
     """
 
     def __init__(self, directory, steps_per_epoch, interval=1, keep_max=5, total_epochs=1, extra=None,
-                 extra_fn=None):
+                 extra_fn=None, every_steps=0):
         super().__init__()
         self.directory = directory
-        self.steps_per_epoch = steps_per_epoch
+        self.clock = StepClock(steps_per_epoch)
         self.interval = max(1, interval)
         self.keep_max = max(1, keep_max)
         self.total_epochs = total_epochs
         self.extra = dict(extra or {})
         self.extra_fn = extra_fn
+        self.every_steps = every_steps
         self.last_saved = None
+        self.last_saved_step = None
+        self.last_step = None
 
-    def save(self, train_network, epoch, step=None):
-        step = self.steps_per_epoch if step is None else step
-        path = os.path.join(self.directory, checkpoint_name(epoch, step))
+    def save(self, train_network, step):
+        """Write the checkpoint of global ``step`` (if not written already); returns its path."""
+        if step == self.last_saved_step:
+            return self.last_saved
+        epoch, in_epoch = self.clock.epoch_of(step), self.clock.step_in_epoch(step)
+        path = os.path.join(self.directory, checkpoint_name(epoch, in_epoch))
         save_checkpoint_atomic(train_network, path,
-                               append_dict={"epoch_num": epoch, "step_num": step,
-                                            "steps_per_epoch": self.steps_per_epoch, **self.extra,
+                               append_dict={"epoch_num": epoch, "step_num": in_epoch, "global_step_num": step,
+                                            "steps_per_epoch": self.clock.steps_per_epoch, **self.extra,
                                             **(self.extra_fn() if self.extra_fn else {})})
-        self.last_saved = path
-        self._rotate()
+        self.last_saved, self.last_saved_step = path, step
+        self._rotate(path)
         return path
 
-    def _rotate(self):
-        existing = list_checkpoints(self.directory)
-        for _, _, path in existing[:max(0, len(existing) - self.keep_max)]:
-            os.remove(path)
+    def _rotate(self, newest):
+        per_epoch = self.clock.steps_per_epoch
+        found = list_checkpoints(self.directory)
+        whole = [path for _, step, path in found if step == per_epoch]
+        recent = {path for *_, path in found[-2:]} | {newest}
+        partial = [path for _, step, path in found if step != per_epoch and path not in recent]
+        for path in whole[:max(0, len(whole) - self.keep_max)] + partial:
+            if path != newest:
+                os.remove(path)
 
-    def on_train_epoch_end(self, run_context):
+    def on_train_begin(self, run_context):
+        self.last_step = run_context.original_args().cur_step_num
+
+    def on_train_step_end(self, run_context):
         cb = run_context.original_args()
-        epoch = cb.cur_epoch_num
-        if epoch % self.interval == 0 or epoch == self.total_epochs:
-            self.save(cb.train_network, epoch)
+        step, previous = cb.cur_step_num, self.last_step
+        self.last_step = step
+        if self.clock.epoch_ends(step):
+            epoch = self.clock.epoch_of(step)
+            if epoch % self.interval == 0 or epoch == self.total_epochs:
+                self.save(cb.train_network, step)
+        elif self.every_steps and previous is not None and step // self.every_steps > previous // self.every_steps:
+            self.save(cb.train_network, step)
 
 
 class TrainingStopped(Exception):
@@ -341,22 +380,23 @@ class TrainingStopped(Exception):
 
 
 class StopOnSignal(Callback):
-    """On SIGINT or SIGTERM, finish the current step, save a checkpoint of that state
-    (``shufflenetv1-<epoch>_<step>.ckpt``) and stop training; a second signal stops at once.
+    """On SIGINT or SIGTERM, finish the current step (the current sink on a device), save a
+    checkpoint of that state and stop training; a second signal stops at once.
+
+    At an epoch's last step the epoch's own work (record, validation, checkpoint) is done
+    first (this callback comes last), so the stop is saved as ``-<epoch>_<steps_per_epoch>``
+    and a resumed run starts the next epoch.
 
     Args:
         saver (CheckpointSaver): writes the checkpoint (None: stop without saving).
-        steps_per_epoch (int): to tell a mid-epoch stop from an epoch end.
     """
 
-    def __init__(self, saver, steps_per_epoch):
+    def __init__(self, saver):
         super().__init__()
         self.saver = saver
-        self.steps_per_epoch = steps_per_epoch
         self.received = None
         self.saved_path = None
         self._previous = {}
-        self._step_in_epoch = 0
 
     def install(self):
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -378,26 +418,24 @@ class StopOnSignal(Callback):
         print(f"\n{self.received} received{note}: saving a checkpoint after the current step, then stopping "
               "(send it again to stop at once)", flush=True)
 
-    def on_train_epoch_begin(self, run_context):
-        self._step_in_epoch = 0
-
     def on_train_step_end(self, run_context):
-        self._step_in_epoch += 1
         if self.received is None:
             return
         cb = run_context.original_args()
         if self.saver is not None:
-            self.saved_path = self.saver.save(cb.train_network, cb.cur_epoch_num, self._step_in_epoch)
+            self.saved_path = self.saver.save(cb.train_network, cb.cur_step_num)
         # request_stop() only takes effect at the end of the epoch in MindSpore 2.10; leave now.
         raise TrainingStopped(self.received, self.saved_path)
 
 
 class RunLogWriter(Callback):
-    """Writes the epoch's record (filled by the monitors) and redraws the curves."""
+    """Writes the epoch's record (filled by the monitors) at each epoch's end and redraws the curves."""
 
-    def __init__(self, run_log):
+    def __init__(self, run_log, steps_per_epoch):
         super().__init__()
         self.run_log = run_log
+        self.clock = StepClock(steps_per_epoch)
 
-    def on_train_epoch_end(self, run_context):
-        self.run_log.flush()
+    def on_train_step_end(self, run_context):
+        if self.clock.epoch_ends(run_context.original_args().cur_step_num):
+            self.run_log.flush()

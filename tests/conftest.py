@@ -10,6 +10,13 @@ if ROOT not in sys.path:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _compile_cache(tmp_path_factory):
+    """A folder for MindSpore's compile cache of this session (see helpers.run_entry)."""
+    os.environ["SHUFFLENET_TEST_COMPILE_CACHE"] = str(tmp_path_factory.mktemp("compile_cache"))
+    yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _mindspore_cpu():
     import mindspore as ms
     ms.set_device("CPU")

@@ -1,4 +1,6 @@
 """Small helpers shared by the tests."""
+import os
+
 import numpy as np
 
 
@@ -45,3 +47,39 @@ def make_image_folder(root, per_class=(("ant", 2), ("bee", 3), ("cat", 2)), seed
             Image.fromarray(pixels).save(os.path.join(root, name, f"{name}_{i}.{'png' if i % 2 else 'jpg'}"))
             images.append((f"{name}_{i}", label))
     return images
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_entry(script, args, cwd, check=True, env=None, timeout=600, compile_cache=None):
+    """Run ``python ROOT/script args`` in ``cwd``; returns the CompletedProcess (AssertionError if it fails
+    and ``check``).
+
+    ``compile_cache``: a name; runs given the same name reuse the graphs MindSpore compiled in the
+    first of them (its compile cache), for tests that run the same network several times (resume).
+    Give one name only to runs of the same variant, sizes and settings: MindSpore's cache does not
+    notice a changed variant or size by itself.
+    """
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, **(env or {})}
+    if compile_cache and os.environ.get("SHUFFLENET_TEST_COMPILE_CACHE"):
+        env.update(MS_COMPILER_CACHE_ENABLE="1", MS_COMPILER_CACHE_PATH=os.path.join(
+            os.environ["SHUFFLENET_TEST_COMPILE_CACHE"], f"{script}-{compile_cache}"))
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=str(cwd), capture_output=True,
+                          text=True, timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{script} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def read_jsonl(path):
+    """The records of a JSON-lines file (train_log.jsonl, train_steps.jsonl); [] when it does not exist."""
+    import json
+    import os
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip().endswith("}")]

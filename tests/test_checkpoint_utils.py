@@ -12,9 +12,11 @@ import mindspore.nn as nn
 import mindspore.ops as ops
 
 from helpers import fill_deterministic
-from src.checkpoint_utils import (CheckpointError, join_group_pieces, load_pretrained, read_checkpoint,
-                                  read_network_options)
-from src.shufflenetv1 import ShuffleNetV1
+from src.checkpoint_utils import (CheckpointError, adopt_checkpoint_config, describe_variant, infer_variant,
+                                  join_group_pieces, load_pretrained, read_checkpoint, read_recorded)
+from src.model_utils.config import load_config
+from src.model_utils.errors import UsageError
+from src.shufflenetv1 import STAGE_CHANNELS, ShuffleNetV1
 
 # 0.5x channels (stem, stage2, stage3, stage4) of the published architecture.
 ZOO_CHANNELS = {3: (12, 120, 240, 480), 8: (16, 192, 384, 768)}
@@ -207,8 +209,9 @@ def test_wrong_shape_is_named_with_both_shapes(tmp_path, zoo):
         load_pretrained(our_net(3), path)
 
 
-def test_other_variant_is_refused(zoo):
-    with pytest.raises(CheckpointError, match=r"another model_size/group\?.*first_conv\.0\.weight"):
+def test_other_variant_is_refused_naming_the_variant_of_its_shapes(zoo):
+    with pytest.raises(CheckpointError, match=r"the checkpoint is 0\.5x g3: stem 12, stage 2 120 channels, 10 classes: "
+                                              r"pass --model_size 0\.5x --group 3\): .*first_conv\.0\.weight"):
         load_pretrained(our_net(8), zoo[3][2])
 
 
@@ -265,15 +268,87 @@ def test_damaged_files_are_reported(tmp_path, zoo):
 def test_network_options_recorded_in_a_checkpoint(tmp_path, zoo):
     path = save_entries(tmp_path / "options.ckpt", dict(zoo[3][1]),
                         append_dict={"pool_pad": "symmetric", "input_format": "bgr_255"})
-    assert read_network_options(path) == {"pool_pad": "symmetric", "input_format": "bgr_255"}
-    assert read_network_options(zoo[3][2]) == {}
+    assert read_recorded(read_checkpoint(path)) == {"pool_pad": "symmetric", "input_format": "bgr_255"}
+    assert read_recorded(read_checkpoint(zoo[3][2])) == {}
     # The string entries do not disturb loading.
     assert load_pretrained(our_net(3), path)["skipped"] == []
 
 
-def test_other_variant_recorded_in_the_checkpoint_is_named(tmp_path):
-    # train.py records the variant in its checkpoints; the error then says which it is
-    path = str(tmp_path / "g8.ckpt")
-    ms.save_checkpoint(our_net(8), path, append_dict={"model_size": "0.5x", "group": 8, "num_classes": 10})
-    with pytest.raises(CheckpointError, match=r"it records model_size=0\.5x group=8: pass those"):
-        load_pretrained(our_net(3), path)
+@pytest.mark.parametrize("group,model_size", sorted(STAGE_CHANNELS))
+def test_the_variant_of_a_checkpoint_is_read_from_its_shapes(tmp_path, group, model_size):
+    path = str(tmp_path / "v.ckpt")
+    ms.save_checkpoint(ShuffleNetV1(model_size, group, num_classes=17), path)
+    stem, stage2 = STAGE_CHANNELS[(group, model_size)][:2]
+    implied = infer_variant(read_checkpoint(path))
+    assert implied == {"model_size": model_size, "group": group, "num_classes": 17, "stem": stem, "stage2": stage2}
+    assert describe_variant(implied) == (f"the checkpoint is {model_size} g{group}: stem {stem}, stage 2 {stage2} "
+                                         "channels, 17 classes")
+
+
+@pytest.mark.parametrize("groups", [3, 8])
+def test_the_variant_of_a_model_zoo_checkpoint_is_read_from_its_pieces(zoo, groups):
+    implied = infer_variant(read_checkpoint(zoo[groups][2]))
+    assert (implied["model_size"], implied["group"], implied["num_classes"]) == ("0.5x", groups, NUM_CLASSES)
+
+
+def test_a_checkpoint_of_another_network_implies_no_variant(tmp_path):
+    path = str(tmp_path / "other.ckpt")
+    ms.save_checkpoint(nn.Dense(3, 4), path)
+    assert infer_variant(read_checkpoint(path)) == {}
+
+
+def _cfg(overrides=None, yaml_text=None, tmp_path=None):
+    config_path = None
+    if yaml_text is not None:
+        config_path = str(tmp_path / "c.yaml")
+        with open(config_path, "w", encoding="utf-8") as fh:
+            fh.write(yaml_text)
+    return load_config(config_path, overrides or {})
+
+
+def test_checkpoint_config_is_adopted_unless_the_command_line_says_otherwise(tmp_path, capsys):
+    path = str(tmp_path / "ours.ckpt")
+    ms.save_checkpoint(our_net(8), path, append_dict={"model_size": "0.5x", "group": 8, "num_classes": 10,
+                                                      "pool_pad": "symmetric", "input_format": "rgb_normalized",
+                                                      "image_size": 48})
+    # The YAML's 2.0x g3 / 1000 classes give way to what the checkpoint records, with a note each.
+    cfg = _cfg({"image_size": "64"}, "model_size: 2.0x\ngroup: 3\nnum_classes: 1000\n", tmp_path)
+    adopt_checkpoint_config(cfg, path, "eval")
+    assert (cfg.model_size, cfg.group, cfg.num_classes, cfg.pool_pad) == ("0.5x", 8, 10, "symmetric")
+    out = capsys.readouterr().out
+    assert f"using model_size=0.5x recorded in {path} (the config said 2.0x)" in out
+    assert "using group=8" in out and "using num_classes=10" in out and "using pool_pad=symmetric" in out
+    # evaluated at another size than it was trained at: a warning naming both
+    assert "image_size=64, but the network" in out and "trained at 48 px" in out and "--image_size 48" in out
+    # The command line contradicting the checkpoint is an error naming both.
+    for key, value, shown in (("model_size", "1.0x", "the checkpoint is 0.5x g8"), ("group", "3", "0.5x g8"),
+                              ("num_classes", "5", "10 classes"), ("pool_pad", "same", "pool_pad=symmetric")):
+        with pytest.raises(UsageError) as info:
+            adopt_checkpoint_config(_cfg({key: value}), path, "export")
+        assert f"--{key} {value} contradicts {path}" in str(info.value) and shown in str(info.value)
+    # Agreeing with it is fine.
+    adopt_checkpoint_config(_cfg({"model_size": "0.5x", "group": "8"}), path, "eval")
+
+
+def test_a_foreign_checkpoint_is_described_by_its_shapes(zoo, capsys):
+    cfg = _cfg()
+    adopt_checkpoint_config(cfg, zoo[8][2], "eval")
+    assert (cfg.model_size, cfg.group, cfg.num_classes) == ("0.5x", 8, NUM_CLASSES)
+    assert f"using group=8 implied by the shapes of {zoo[8][2]}" in capsys.readouterr().out
+    with pytest.raises(UsageError, match=r"--model_size 2\.0x contradicts .*the checkpoint is 0\.5x g8: stem 16, "
+                                         r"stage 2 192 channels"):
+        adopt_checkpoint_config(_cfg({"model_size": "2.0x"}), zoo[8][2], "eval")
+
+
+def test_fine_tuning_keeps_its_own_class_count(zoo, tmp_path):
+    cfg = _cfg({"is_transfer": "True", "dataset_path": "x"}, "num_classes: 3\n", tmp_path)
+    adopt_checkpoint_config(cfg, zoo[3][2], "train")
+    assert (cfg.model_size, cfg.num_classes) == ("0.5x", 3)  # a new classifier for the 3 classes
+    cfg = _cfg({"num_classes": "4"})  # fine-tuning on an ImageNet-style folder of 4 classes
+    adopt_checkpoint_config(cfg, zoo[3][2], "train")
+    assert (cfg.model_size, cfg.num_classes) == ("0.5x", 4)
+    with pytest.raises(UsageError, match="--num_classes 4 contradicts"):  # evaluating it so is a mistake
+        adopt_checkpoint_config(_cfg({"num_classes": "4"}), zoo[3][2], "eval")
+    cfg = _cfg()  # nothing said: the checkpoint's network, classifier included
+    adopt_checkpoint_config(cfg, zoo[3][2], "train")
+    assert cfg.num_classes == NUM_CLASSES
