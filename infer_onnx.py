@@ -4,7 +4,8 @@
 
 Steps: ONNX session -> evaluation data (``src/dataset.py``: the transforms of eval.py, every
 image scored, labels from the sorted class folders) -> batches through onnxruntime ->
-``Top_1_Acc=..%, Top_5_Acc=..%``.
+``Top_1_Acc=..%, Top_5_Acc=..%``, counted by the one rule of ``src/metrics.py`` (that of
+eval.py and postprocess.py).
 
 The batch and image size come from the file (MindSpore exports ONNX with a fixed input
 shape); a last partial batch is padded with zeros and the padding's outputs dropped.
@@ -16,9 +17,9 @@ import time
 
 import numpy as np
 
-from postprocess import format_accuracy, topk_correct
 from src.dataset import INPUT_FORMATS, class_names, create_dataset
-from src.model_utils.errors import run_reporting_errors
+from src.metrics import format_accuracy, topk_correct
+from src.model_utils.errors import UsageError, run_reporting_errors
 
 __all__ = ["OnnxInferenceError", "PROVIDERS", "open_session", "input_geometry", "run_batches", "evaluate_onnx",
            "main"]
@@ -34,15 +35,15 @@ def open_session(onnx_path, device_target="CPU"):
     """An onnxruntime session of ``onnx_path`` on ``device_target`` (CPU or GPU)."""
     import onnxruntime as ort  # pylint: disable=import-outside-toplevel
     if device_target not in PROVIDERS:
-        raise OnnxInferenceError(f"device_target={device_target!r} is not supported; choose one of {list(PROVIDERS)}")
+        raise UsageError(f"device_target={device_target!r} is not supported; choose one of {list(PROVIDERS)}")
+    if not os.path.isfile(onnx_path):
+        raise UsageError(f"onnx_path={onnx_path!r} is not a file; export one with: python export.py "
+                         f"--ckpt_path CKPT --device_target CPU --file_format ONNX --batch_size 32")
     provider = PROVIDERS[device_target]
     if provider not in ort.get_available_providers():
         raise OnnxInferenceError(f"device_target={device_target} needs onnxruntime's {provider}, which this "
                                  f"onnxruntime lacks (it has {ort.get_available_providers()}); install "
                                  f"onnxruntime-gpu or use --device_target CPU")
-    if not os.path.isfile(onnx_path):
-        raise OnnxInferenceError(f"onnx_path={onnx_path!r} is not a file; export one with: python export.py "
-                                 f"--ckpt_path CKPT --device_target CPU --file_format ONNX --batch_size 32")
     try:
         return ort.InferenceSession(onnx_path, providers=[provider])
     except Exception as exc:  # onnxruntime raises its own exception types (InvalidProtobuf, Fail, ...)
@@ -85,6 +86,9 @@ def evaluate_onnx(onnx_path, dataset_path, input_format="rgb_normalized", device
     Raises:
         OnnxInferenceError, DatasetError: a file, folder or option that cannot be used.
     """
+    if not os.path.isdir(dataset_path):
+        raise UsageError(f"dataset_path={dataset_path!r} is not a directory; expected ImageNet-style "
+                         "ROOT/<class>/<image>")
     session = open_session(onnx_path, device_target)
     _, batch, image_size = input_geometry(session)
     num_folders = len(class_names(dataset_path))

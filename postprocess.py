@@ -6,7 +6,8 @@ DIR holds ``<img_id>_0.bin`` per image (float32 logits, as written by
 ``ascend310_infer``); FILE holds one ``img_id:label`` line per image (written by
 ``tools/make_label_file.py``). Every labelled image must have its result file and every
 result file its label; the class count is the length of the logits. Prints and writes
-``Top_1_Acc=..%, Top_5_Acc=..%``.
+``Top_1_Acc=..%, Top_5_Acc=..%``, counted by the one rule of ``src/metrics.py`` (the rule of
+eval.py and infer_onnx.py: equal logits in class order).
 """
 import argparse
 import os
@@ -14,8 +15,10 @@ import sys
 
 import numpy as np
 
-__all__ = ["PostprocessError", "RESULT_SUFFIX", "read_label_file", "read_results", "topk_correct", "topk_accuracy",
-           "format_accuracy", "main"]
+from src.metrics import format_accuracy, topk_accuracy
+from src.model_utils.errors import EXIT_USAGE, UsageError, report_error, run_reporting_errors
+
+__all__ = ["PostprocessError", "RESULT_SUFFIX", "read_label_file", "read_results", "score_results", "main"]
 
 RESULT_SUFFIX = "_0.bin"
 
@@ -31,8 +34,8 @@ def read_label_file(label_file):
         PostprocessError: a missing file, a malformed line (named by number), a repeated img_id.
     """
     if not os.path.isfile(label_file):
-        raise PostprocessError(f"label file {label_file!r} does not exist; write it with: python "
-                               f"tools/make_label_file.py --data_path DATA --output {label_file}")
+        raise UsageError(f"label file {label_file!r} does not exist; write it with: python "
+                         f"tools/make_label_file.py --data_path DATA --output {label_file}")
     labels = {}
     with open(label_file, encoding="utf-8") as fh:
         for number, line in enumerate(fh, 1):
@@ -66,7 +69,8 @@ def read_results(result_path, labels):
             float32 values, a label outside the class count.
     """
     if not os.path.isdir(result_path):
-        raise PostprocessError(f"result_path={result_path!r} is not a directory")
+        raise UsageError(f"result_path={result_path!r} is not a directory (the folder of <img_id>_0.bin files "
+                         "the Ascend 310 program writes)")
     found = {e.name[:-len(RESULT_SUFFIX)]: e.path for e in os.scandir(result_path)
              if e.is_file() and e.name.endswith(RESULT_SUFFIX)}
     if not found:
@@ -98,21 +102,11 @@ def read_results(result_path, labels):
     return logits, targets, img_ids
 
 
-def topk_correct(logits, targets, k):
-    """Number of rows whose target is among the k largest logits (k capped at the class count)."""
-    k = min(k, logits.shape[1])
-    top = np.argsort(-logits, axis=1, kind="stable")[:, :k]
-    return int(np.sum(np.any(top == targets[:, None], axis=1)))
-
-
-def topk_accuracy(logits, targets, k):
-    """Share of rows whose target is among the k largest logits (k capped at the class count)."""
-    return topk_correct(logits, targets, k) / len(targets)
-
-
-def format_accuracy(top1, top5):
-    """The seed's line: ``Top_1_Acc=75.00%, Top_5_Acc=100.00%``."""
-    return f"Top_1_Acc={top1 * 100:.2f}%, Top_5_Acc={top5 * 100:.2f}%"
+def score_results(result_path, label_file):
+    """(Top-1, Top-5, images, classes) of the result files, by the rule of ``src/metrics.py``."""
+    labels = read_label_file(label_file)
+    logits, targets, _ = read_results(result_path, labels)
+    return topk_accuracy(logits, targets, 1), topk_accuracy(logits, targets, 5), len(targets), logits.shape[1]
 
 
 def _parse_args(argv):
@@ -124,23 +118,21 @@ def _parse_args(argv):
 
 
 def main(argv=None):
-    # 1. arguments -> 2. labels -> 3. results -> 4. accuracy, printed and written.
+    # 1. arguments -> 2. labels and results -> 3. accuracy, printed and written.
     args = _parse_args(argv)
-    try:
-        labels = read_label_file(args.label_file)
-        logits, targets, _ = read_results(args.result_path, labels)
-    except PostprocessError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    line = format_accuracy(topk_accuracy(logits, targets, 1), topk_accuracy(logits, targets, 5))
-    print(f"{len(targets)} images, {logits.shape[1]} classes")
+    code, result = run_reporting_errors(score_results, args.result_path, args.label_file)
+    if code:
+        return code
+    top1, top5, images, classes = result
+    line = format_accuracy(top1, top5)
+    print(f"{images} images, {classes} classes")
     print(line)
     try:
         with open(args.log_path, "w", encoding="utf-8") as fh:
             fh.write(line + "\n")
     except OSError as exc:
-        print(f"error: cannot write {args.log_path!r}: {exc}", file=sys.stderr)
-        return 1
+        return report_error(f"cannot write {args.log_path!r}: {exc.strerror or exc}; pass another --log_path",
+                            EXIT_USAGE)
     print(f"wrote {os.path.abspath(args.log_path)}")
     return 0
 

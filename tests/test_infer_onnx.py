@@ -67,8 +67,10 @@ def test_more_class_folders_than_outputs(setup, tmp_path):
 
 def test_bad_onnx_files(tmp_path, setup, capsys):
     data = setup[0]
-    assert infer_onnx.main(["--onnx_path", str(tmp_path / "none.onnx"), "--dataset_path", data]) == 1
+    assert infer_onnx.main(["--onnx_path", str(tmp_path / "none.onnx"), "--dataset_path", data]) == 2
     assert "none.onnx' is not a file" in capsys.readouterr().err
+    assert infer_onnx.main(["--onnx_path", str(tmp_path / "none.onnx"), "--dataset_path", str(tmp_path / "x")]) == 2
+    assert "dataset_path=" in capsys.readouterr().err
     (tmp_path / "junk.onnx").write_bytes(b"this is no onnx model")
     assert infer_onnx.main(["--onnx_path", str(tmp_path / "junk.onnx"), "--dataset_path", data]) == 1
     err = capsys.readouterr().err
@@ -91,7 +93,7 @@ def test_run_onnx_script(setup, tmp_path):
     assert usage.returncode == 2 and usage.stderr.startswith("Usage: bash scripts/run_onnx.sh ONNX_PATH DATA_PATH")
     missing = subprocess.run(["bash", script, onnx_path, "no_such_dir"], capture_output=True, text=True,
                              cwd=str(tmp_path), env=env, timeout=60)
-    assert missing.returncode == 1
+    assert missing.returncode == 2
     assert f"error: DATA_PATH={tmp_path / 'no_such_dir'} is not a directory" in missing.stderr
     failing = subprocess.run(["bash", script, onnx_path, data, "TPU"], capture_output=True, text=True, env=env,
                              timeout=60)

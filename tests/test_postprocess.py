@@ -18,11 +18,13 @@ from mindspore import nn
 
 import postprocess
 import preprocess
-from export import export_network
 from helpers import fill_deterministic, make_image_folder
-from src.dataset import DatasetError, create_dataset
+from src.dataset import DatasetError, create_dataset, list_images
+from src.exporter import export_network
+from src.metrics import format_accuracy, topk_accuracy
+from src.model_utils.errors import UsageError
 from src.shufflenetv1 import ShuffleNetV1
-from tools.make_label_file import LabelFileError, list_images, write_label_file
+from tools.make_label_file import write_label_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -79,8 +81,8 @@ def test_class_count_comes_from_the_result_files(tmp_path):
     logits, targets, img_ids = postprocess.read_results(str(tmp_path / "r"),
                                                         postprocess.read_label_file(str(tmp_path / "l.txt")))
     assert logits.shape == (2, 3) and img_ids == ["x", "y"] and targets.tolist() == [1, 2]
-    assert postprocess.topk_accuracy(logits, targets, 1) == 0.5
-    assert postprocess.topk_accuracy(logits, targets, 5) == 1.0
+    assert topk_accuracy(logits, targets, 1) == 0.5
+    assert topk_accuracy(logits, targets, 5) == 1.0
 
 
 def test_img_ids_with_underscores_and_dots(tmp_path):
@@ -88,11 +90,11 @@ def test_img_ids_with_underscores_and_dots(tmp_path):
     write_labels(tmp_path / "l.txt", {"ILSVRC2012_val_00000001": 1, "v1.2_x": 1})
     logits, targets, _ = postprocess.read_results(str(tmp_path / "r"),
                                                   postprocess.read_label_file(str(tmp_path / "l.txt")))
-    assert postprocess.topk_accuracy(logits, targets, 1) == 0.5
+    assert topk_accuracy(logits, targets, 1) == 0.5
 
 
-def _fails(argv, capsys):
-    assert postprocess.main(argv) == 1
+def _fails(argv, capsys, code=1):
+    assert postprocess.main(argv) == code
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
     return err
@@ -130,11 +132,11 @@ def test_result_files_of_different_sizes(known, capsys):
     assert "differ in size" in err and "c_0.bin" in err
 
 
-def test_missing_folder_and_label_file(tmp_path, capsys):
-    err = _fails(["--result_path", str(tmp_path / "nowhere"), "--label_file", str(tmp_path / "l.txt")], capsys)
+def test_missing_folder_and_label_file_are_usage_errors(tmp_path, capsys):
+    err = _fails(["--result_path", str(tmp_path / "nowhere"), "--label_file", str(tmp_path / "l.txt")], capsys, 2)
     assert "does not exist" in err and "make_label_file.py" in err
     write_labels(tmp_path / "l.txt", {"a": 0})
-    err = _fails(["--result_path", str(tmp_path / "nowhere"), "--label_file", str(tmp_path / "l.txt")], capsys)
+    err = _fails(["--result_path", str(tmp_path / "nowhere"), "--label_file", str(tmp_path / "l.txt")], capsys, 2)
     assert "result_path=" in err and "is not a directory" in err
 
 
@@ -152,7 +154,7 @@ def test_label_file_lists_every_image_with_sorted_class_labels(tmp_path):
 def test_label_file_rejects_duplicate_img_ids(tmp_path):
     make_image_folder(str(tmp_path / "data"))
     os.rename(tmp_path / "data" / "bee" / "bee_0.jpg", tmp_path / "data" / "bee" / "ant_0.jpg")
-    with pytest.raises(LabelFileError, match=r"same img_id 'ant_0'"):
+    with pytest.raises(DatasetError, match=r"same img_id 'ant_0'"):
         list_images(str(tmp_path / "data"))
 
 
@@ -166,7 +168,7 @@ def test_label_tool_cli(tmp_path):
     done = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "make_label_file.py"), "--data_path",
                            str(tmp_path / "nodata"), "--output", str(tmp_path / "m.txt")],
                           capture_output=True, text=True, cwd=str(tmp_path), timeout=120)
-    assert done.returncode == 1 and "does not exist or is not a directory" in done.stderr
+    assert done.returncode == 2 and "data_path=" in done.stderr and "is not a directory" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "m.txt").exists()
 
 
@@ -177,7 +179,7 @@ def test_preprocess_matches_the_eval_pipeline(tmp_path, input_format):
     make_image_folder(str(tmp_path / "data"))
     assert preprocess.preprocess_folder(str(tmp_path / "data"), str(tmp_path / "bins"), 32, input_format) == 7
     bins = {name[:-4]: np.fromfile(tmp_path / "bins" / name, np.float32).reshape(3, 32, 32)
-            for name in os.listdir(tmp_path / "bins")}
+            for name in os.listdir(tmp_path / "bins") if name.endswith(".bin")}
     labels = {img_id: label for img_id, _, label in list_images(str(tmp_path / "data"))}
     assert sorted(bins) == sorted(labels)
     data = create_dataset(str(tmp_path / "data"), do_train=False, batch_size=1, image_size=32,
@@ -200,16 +202,29 @@ def test_preprocess_names_a_corrupt_image(tmp_path, capsys):
     assert "bee_1.png" in err and "corrupt" in err and "Traceback" not in err
 
 
-def test_preprocess_refuses_bins_of_other_images(tmp_path):
+def test_preprocess_never_overwrites_another_set(tmp_path, capsys):
     make_image_folder(str(tmp_path / "data"))
+    make_image_folder(str(tmp_path / "other"), per_class=(("ant", 2), ("bee", 3), ("cat", 2)), seed=5)
     (tmp_path / "bins").mkdir()
-    (tmp_path / "bins" / "old_image.bin").write_bytes(b"\0" * 16)
-    with pytest.raises(preprocess.PreprocessError, match="old_image.bin"):
+    (tmp_path / "bins" / "old_image.bin").write_bytes(b"\0" * 16)  # .bin files of unknown origin
+    with pytest.raises(UsageError, match=r"already holds 1 \.bin file\(s\): files of an unknown data set"):
         preprocess.preprocess_folder(str(tmp_path / "data"), str(tmp_path / "bins"), 32)
+    assert (tmp_path / "bins" / "old_image.bin").read_bytes() == b"\0" * 16
+    # a folder of one set, then another set with the same img_ids (or other settings): refused, files kept
+    preprocess.preprocess_folder(str(tmp_path / "data"), str(tmp_path / "good"), 32)
+    before = {name: (tmp_path / "good" / name).read_bytes() for name in os.listdir(tmp_path / "good")}
+    for data, size, fmt in (("other", 32, "rgb_normalized"), ("data", 48, "rgb_normalized"), ("data", 32, "bgr_255")):
+        assert preprocess.main(["--data_path", str(tmp_path / data), "--output_path", str(tmp_path / "good"),
+                                "--image_size", str(size), "--input_format", fmt]) == 2
+        assert "already holds 7 .bin file(s)" in capsys.readouterr().err
+    assert {name: (tmp_path / "good" / name).read_bytes() for name in os.listdir(tmp_path / "good")} == before
+    # the same set and settings again: rewritten (the same files)
+    assert preprocess.preprocess_folder(str(tmp_path / "data"), str(tmp_path / "good"), 32) == 7
+    assert {name: (tmp_path / "good" / name).read_bytes() for name in os.listdir(tmp_path / "good")} == before
 
 
 def test_preprocess_bad_folder(tmp_path):
-    with pytest.raises(DatasetError, match="does not exist"):
+    with pytest.raises(UsageError, match="is not a directory"):
         preprocess.preprocess_folder(str(tmp_path / "nowhere"), str(tmp_path / "bins"), 32)
 
 
@@ -226,7 +241,7 @@ def test_file_chain_gives_the_accuracy_of_eval_logits(tmp_path, capsys):
     # What ascend310_infer/src/main.cc does: each <img_id>.bin -> <img_id>_0.bin.
     graph = nn.GraphCell(ms.load(mindir))
     os.makedirs(tmp_path / "result_Files")
-    for name in sorted(os.listdir(tmp_path / "bins")):
+    for name in sorted(n for n in os.listdir(tmp_path / "bins") if n.endswith(".bin")):
         image = np.fromfile(tmp_path / "bins" / name, np.float32).reshape(1, 3, 32, 32)
         graph(ms.Tensor(image)).asnumpy().tofile(tmp_path / "result_Files" / f"{name[:-4]}_0.bin")
 
@@ -237,9 +252,9 @@ def test_file_chain_gives_the_accuracy_of_eval_logits(tmp_path, capsys):
         labels.append(row["label"].astype(np.int64))
     logits, labels = np.concatenate(logits), np.concatenate(labels)
     assert len(labels) == len(images) == 12
-    top1 = postprocess.topk_accuracy(logits, labels, 1)
+    top1 = topk_accuracy(logits, labels, 1)
     assert 0 < top1 < 1, "the check needs a network that is right on some images and wrong on others"
-    expected = postprocess.format_accuracy(top1, postprocess.topk_accuracy(logits, labels, 5))
+    expected = format_accuracy(top1, topk_accuracy(logits, labels, 5))
 
     assert postprocess.main(["--result_path", str(tmp_path / "result_Files"), "--label_file",
                              str(tmp_path / "labels.txt"), "--log_path", str(tmp_path / "acc.log")]) == 0
