@@ -160,7 +160,7 @@ def bench_onnx(args, steps):
     import mindspore as ms
     import onnxruntime as ort
 
-    from export import export_network, use_exportable_pooling
+    from src.exporter import export_network, use_exportable_pooling
     from src.shufflenetv1 import ShuffleNetV1
 
     ms.set_seed(0)

@@ -2,15 +2,16 @@
 
 Steps: make a 6-class texture data set (once; reused) -> train ShuffleNetV1 0.5x g3 on CPU
 with train.py -> evaluate the last checkpoint with eval.py -> export MINDIR with export.py
--> print a summary (accuracy, time, where the files are).
+(both read the network's variant from the checkpoint) -> print a summary (accuracy, time,
+where the files are). Each step runs the entry point as a command, as a user would; run
+again, the demo continues its run (--resume auto) instead of starting over.
 
     python demo.py [--output_dir demo_output] [--epochs 40] [--image_size 48]
 """
 import argparse
 import ast
-import contextlib
-import io
 import os
+import subprocess
 import sys
 import time
 
@@ -18,38 +19,25 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-import eval as eval_entry  # noqa: E402  pylint: disable=wrong-import-position,redefined-builtin
-import export as export_entry  # noqa: E402  pylint: disable=wrong-import-position
-import train as train_entry  # noqa: E402  pylint: disable=wrong-import-position
+from src.checkpoint_utils import list_checkpoints  # noqa: E402  pylint: disable=wrong-import-position
 from src.synthetic import SHAPES, make_shapes_dataset  # noqa: E402  pylint: disable=wrong-import-position
 
 NUM_CLASSES = len(SHAPES)
 
 
-class _Tee(io.TextIOBase):
-    """Copies what an entry point prints to the terminal and keeps it for the summary."""
-
-    def __init__(self, stream):
-        super().__init__()
-        self.stream, self.lines = stream, []
-
-    def write(self, text):
-        self.stream.write(text)
-        self.lines.extend(text.splitlines())
-        return len(text)
-
-    def flush(self):
-        self.stream.flush()
-
-
-def _run(step, entry, argv):
-    print(f"\n=== {step}: python {entry.__name__}.py {' '.join(argv)}", flush=True)
-    tee = _Tee(sys.stdout)
-    with contextlib.redirect_stdout(tee):
-        code = entry.main(argv)
-    if code:
-        raise SystemExit(f"demo stopped: {entry.__name__}.py failed (exit code {code}); see the message above")
-    return tee.lines
+def _run(step, script, argv):
+    """Run ``python script argv`` from the repository, showing its output; returns the output lines."""
+    print(f"\n=== {step}: python {script} {' '.join(argv)}", flush=True)
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, script), *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        lines.append(line.rstrip("\n"))
+    if proc.wait():
+        raise SystemExit(f"demo stopped: {script} failed (exit code {proc.returncode}); see the message above")
+    return lines
 
 
 def parse_args(argv):
@@ -76,24 +64,23 @@ def main(argv=None):
                                              train_per_class=args.train_per_class,
                                              val_per_class=args.val_per_class, image_size=64, seed=0)
     ckpt_dir = os.path.join(out, "checkpoints")
-    run_dir_exists = os.path.isdir(ckpt_dir) and any(name.endswith(".ckpt") for name in os.listdir(ckpt_dir))
     common = ["--config_path", os.path.join(ROOT, "default_config.yaml"), "--device_target", "CPU",
-              "--amp_level", "O0", "--model_size", "0.5x", "--group", "3", "--num_classes", str(NUM_CLASSES),
               "--image_size", str(args.image_size)]
-    train_argv = common + ["--train_dataset_path", train_dir, "--eval_dataset_path", val_dir,
+    train_argv = common + ["--model_size", "0.5x", "--group", "3", "--num_classes", str(NUM_CLASSES),
+                           "--train_dataset_path", train_dir, "--eval_dataset_path", val_dir,
                            "--batch_size", "32", "--epoch_size", str(args.epochs), "--lr_max", "0.004",
                            "--warmup_epochs", "2", "--lr_decay_mode", "cosine", "--eval_interval",
                            str(max(1, args.epochs // 3)), "--save_ckpt_path", ckpt_dir, "--keep_checkpoint_max", "3",
-                           "--resume", "auto" if run_dir_exists else ""]
-    _run("2/4 training", train_entry, train_argv)
-    last = train_entry.list_checkpoints(ckpt_dir)[-1][2]
-    eval_lines = _run("3/4 evaluating", eval_entry, common + ["--eval_dataset_path", val_dir, "--ckpt_path", last,
-                                                             "--batch_size", "50"])
+                           "--resume", "auto"]  # a run already in ckpt_dir continues (none: from scratch)
+    _run("2/4 training", "train.py", train_argv)
+    last = list_checkpoints(ckpt_dir)[-1][2]
+    eval_lines = _run("3/4 evaluating", "eval.py", common + ["--eval_dataset_path", val_dir, "--ckpt_path", last,
+                                                            "--batch_size", "50"])
     result_line = next(line for line in eval_lines if line.startswith("result:"))
     result = ast.literal_eval(result_line[len("result:"):result_line.index(", ckpt:")])
     export_name = os.path.join(out, "shufflenetv1_demo")
-    _run("4/4 exporting", export_entry, common + ["--ckpt_path", last, "--file_format", "MINDIR",
-                                                 "--batch_size", "1", "--file_name", export_name])
+    _run("4/4 exporting", "export.py", common + ["--ckpt_path", last, "--file_format", "MINDIR",
+                                                "--batch_size", "1", "--file_name", export_name])
     minutes, seconds = divmod(time.time() - start, 60)
     chance = 1.0 / NUM_CLASSES
     print("\n=== demo summary")

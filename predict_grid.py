@@ -4,11 +4,12 @@
                            [--output grid.png] [--num_images 16] [--columns 0] [--thumb_size 160]
                            [--key value ...]
 
-Steps: options and config -> checkpoint (default: the transfer run's best,
-``save_ckpt_path/shufflenetv1_transfer_best.ckpt``, as eval.py) -> validation files (the
-validation split of ``dataset_path``, or every image of ``eval_dataset_path``), taken
-class by class in turn -> the network on the evaluation transforms -> a PNG grid drawn
-with Pillow: each image with "pred: <class> <probability>" and "true: <class>"; a wrong
+Steps: options and config -> checkpoint (default with is_transfer: the transfer run's best,
+``save_ckpt_path/shufflenetv1_transfer_best.ckpt``, as eval.py; its network as it records)
+-> validation files (the validation split of ``dataset_path`` with is_transfer, or every
+image of ``eval_dataset_path``), taken class by class in turn -> the network on the
+evaluation transforms -> a grid drawn with Pillow (PNG, or JPEG for an --output ending in
+.jpg/.jpeg): each image with "pred: <class> <probability>" and "true: <class>"; a wrong
 prediction gets a red frame and red text, a right one green. The header says how many
 are right.
 
@@ -23,20 +24,23 @@ import mindspore as ms
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from src.checkpoint_utils import CheckpointError, adopt_network_options, load_pretrained
-from src.dataset import DatasetError, check_complete_image, eval_transforms
-from src.model_utils.config import get_config
-from src.model_utils.device_adapter import get_device_id, use_device
+from src.checkpoint_utils import adopt_checkpoint_config, checkpoint_to_evaluate, load_pretrained
+from src.dataset import DatasetError, check_complete_image, eval_transforms, validation_files
 from src.model_factory import create_network
-from transfer_dataset_process import list_images, split_files
+from src.model_utils.config import get_config
+from src.model_utils.device_adapter import init_context
+from src.model_utils.errors import EXIT_USAGE, UsageError, report_error, run_reporting_errors
 
-__all__ = ["pick_images", "predict_files", "draw_grid", "grid_size", "main", "PAD", "TEXT_HEIGHT", "HEADER_HEIGHT"]
+__all__ = ["pick_images", "predict_files", "draw_grid", "grid_size", "main", "PAD", "TEXT_HEIGHT", "HEADER_HEIGHT",
+           "IMAGE_FORMATS"]
 
 PAD = 6            # space around each cell (the frame of a cell is drawn inside it)
 FRAME = 4          # width of the green / red frame
 TEXT_HEIGHT = 36   # two lines of text under each image
 HEADER_HEIGHT = 30
 RIGHT, WRONG = (30, 150, 60), (215, 25, 30)
+# --output's extension -> the format written.
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 
 
 def grid_size(num_images, columns, thumb_size):
@@ -153,21 +157,8 @@ def draw_grid(items, class_names, output, columns=0, thumb_size=160, title=""):
         draw.text((x + PAD, text_y + 15), _fit(draw, f"true: {class_names[true]}", font, thumb_size),
                   fill="black", font=font)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    canvas.save(output, format="PNG")
+    canvas.save(output, format=IMAGE_FORMATS[os.path.splitext(output)[1].lower()])
     return output
-
-
-def validation_files(cfg):
-    """(files [(path, label)], class names): the validation split of dataset_path, or eval_dataset_path."""
-    if cfg.dataset_path and not cfg.eval_dataset_path:
-        _, val, names = split_files(cfg.dataset_path, seed=cfg.seed)
-        return val, names
-    if not cfg.eval_dataset_path:
-        raise DatasetError("no validation images: pass --dataset_path ROOT (its validation split is used) or "
-                           "--eval_dataset_path ROOT (ROOT/<class>/<image>)")
-    names, files = list_images(cfg.eval_dataset_path)
-    return [(os.path.join(cfg.eval_dataset_path, name, f), label)
-            for label, name in enumerate(names) for f in files[name]], names
 
 
 def parse_args(argv):
@@ -180,22 +171,24 @@ def parse_args(argv):
     options, rest = parser.parse_known_args(argv)
     for key in ("num_images", "thumb_size"):
         if getattr(options, key) < 1:
-            raise ValueError(f"--{key} {getattr(options, key)} must be at least 1")
+            raise UsageError(f"--{key} {getattr(options, key)} must be at least 1")
     if options.columns < 0:
-        raise ValueError(f"--columns {options.columns} must be 0 (automatic) or more")
+        raise UsageError(f"--columns {options.columns} must be 0 (automatic) or more")
+    if os.path.splitext(options.output)[1].lower() not in IMAGE_FORMATS:
+        raise UsageError(f"--output {options.output}: write a .png or a .jpg file (the format follows the "
+                         "extension)")
     return options, rest
 
 
 def run(options, cfg):
     """Predict and draw; returns (output path, number right, number drawn)."""
-    ms.set_context(mode=ms.GRAPH_MODE if cfg.mode == "GRAPH" else ms.PYNATIVE_MODE)
-    use_device(cfg.device_target, get_device_id(cfg.device_id))
-    ckpt = cfg.ckpt_path or os.path.join(cfg.save_ckpt_path, "shufflenetv1_transfer_best.ckpt")
-    adopt_network_options(cfg, ckpt)
+    init_context(cfg, distributed=False)
+    ckpt = checkpoint_to_evaluate(cfg)
+    adopt_checkpoint_config(cfg, ckpt, "predict")
     files, names = validation_files(cfg)
     if len(names) != cfg.num_classes:
-        raise DatasetError(f"the data has {len(names)} classes ({', '.join(names)}) but num_classes="
-                           f"{cfg.num_classes}; pass --num_classes {len(names)}")
+        raise DatasetError(f"the data has {len(names)} classes ({', '.join(names)}) but the network of {ckpt} has "
+                           f"{cfg.num_classes} outputs: draw the validation images of the classes it was trained on")
     picked = pick_images(files, options.num_images)
     net = create_network(cfg)
     load_pretrained(net, ckpt)
@@ -203,7 +196,10 @@ def run(options, cfg):
     preds = probs.argmax(axis=1)
     items = [(path, label, int(pred), float(prob[pred])) for (path, label), pred, prob in zip(picked, preds, probs)]
     title = f"ShuffleNetV1 {cfg.model_size} g{cfg.group}, {os.path.basename(ckpt)}: "
-    draw_grid(items, names, options.output, options.columns, options.thumb_size, title)
+    try:
+        draw_grid(items, names, options.output, options.columns, options.thumb_size, title)
+    except OSError as exc:
+        raise ValueError(f"cannot write {options.output!r}: {exc.strerror or exc}") from exc
     right = sum(1 for _, true, pred, _ in items if true == pred)
     print(f"wrote {os.path.abspath(options.output)}: {len(items)} validation images, {right} predicted right",
           flush=True)
@@ -216,16 +212,11 @@ def main(argv=None):
         print(__doc__)
     try:
         options, rest = parse_args(argv)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 2
-    cfg = get_config(rest)
-    try:
-        run(options, cfg)
-    except (DatasetError, CheckpointError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 1
-    return 0
+    except UsageError as exc:
+        return report_error(exc, EXIT_USAGE)
+    cfg = get_config(rest, purpose="predict", prog="predict_grid.py")
+    code, _ = run_reporting_errors(run, options, cfg)
+    return code
 
 
 if __name__ == "__main__":

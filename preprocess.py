@@ -6,22 +6,27 @@ Every image of the ImageNet-style folder ROOT/<class>/<image> goes through the e
 transforms of ``src/dataset.py`` (decode, resize, centre crop, normalise, HWC->CHW), the
 ones eval.py and infer_onnx.py use, and is written as ``DIR/<img_id>.bin`` (float32,
 3 x image_size x image_size, img_id = file name without extension, as in the label file of
-``tools/make_label_file.py``).
+``tools/make_label_file.py``). ``DIR/preprocess.json`` records what the files are; a folder
+holding .bin files of another data set or other settings is refused, so nothing of it is
+overwritten.
 """
 import argparse
+import json
 import os
 import sys
 
 import numpy as np
 
-from src.dataset import INPUT_FORMATS, DatasetError, check_complete_image, eval_transforms
-from tools.make_label_file import LabelFileError, list_images
+from src.dataset import INPUT_FORMATS, check_complete_image, eval_transforms, list_images
+from src.model_utils.errors import UsageError, run_reporting_errors
 
-__all__ = ["PreprocessError", "preprocess_image", "preprocess_folder", "main"]
+__all__ = ["PreprocessError", "MANIFEST", "preprocess_image", "preprocess_folder", "main"]
+
+MANIFEST = "preprocess.json"
 
 
 class PreprocessError(ValueError):
-    """An image or output folder that cannot be used; the message names it."""
+    """An image that cannot be preprocessed; the message names it."""
 
 
 def preprocess_image(path, transforms):
@@ -37,26 +42,52 @@ def preprocess_image(path, transforms):
     return np.ascontiguousarray(image, dtype=np.float32)
 
 
+def _check_output_folder(output_path, spec, wanted):
+    """Refuse a folder whose .bin files are of another data set or other settings (see the module)."""
+    existing = sorted(e.name for e in os.scandir(output_path) if e.name.endswith(".bin"))
+    if not existing:
+        return
+    manifest = os.path.join(output_path, MANIFEST)
+    recorded = None
+    if os.path.isfile(manifest):
+        with open(manifest, encoding="utf-8") as fh:
+            try:
+                recorded = json.load(fh)
+            except json.JSONDecodeError:
+                recorded = None
+    if recorded != spec:
+        what = ("files of an unknown data set (no preprocess.json)" if recorded is None else
+                f"the files of {recorded.get('data_path')!r} at image_size {recorded.get('image_size')}, "
+                f"{recorded.get('input_format')}")
+        raise UsageError(f"output_path={output_path!r} already holds {len(existing)} .bin file(s): {what}; "
+                         "writing there would replace or mix them: use an empty folder")
+    stale = [name for name in existing if name not in wanted]
+    if stale:
+        raise UsageError(f"output_path={output_path!r} holds {len(stale)} .bin file(s) of images no longer in "
+                         f"the data (e.g. {stale[0]}), which the inference program would also run; use an empty "
+                         "folder")
+
+
 def preprocess_folder(data_path, output_path, image_size=224, input_format="rgb_normalized", log_every=500):
     """Write ``output_path/<img_id>.bin`` for every image of ``data_path``; returns the image count.
 
     Raises:
-        DatasetError, LabelFileError: a folder that cannot be read or named (see
-            ``tools.make_label_file.list_images``).
-        PreprocessError: a bad image, or .bin files of other images already in ``output_path``.
+        UsageError: a bad argument, or an output folder holding other .bin files.
+        DatasetError: a folder whose images cannot be read or named (``src.dataset.list_images``).
+        PreprocessError: a bad image.
     """
     if input_format not in INPUT_FORMATS:
-        raise PreprocessError(f"input_format={input_format!r} is not supported; choose one of {list(INPUT_FORMATS)}")
+        raise UsageError(f"input_format={input_format!r} is not supported; choose one of {list(INPUT_FORMATS)}")
     if image_size < 32:
-        raise PreprocessError(f"image_size={image_size} must be >= 32")
+        raise UsageError(f"image_size={image_size} must be >= 32")
+    if not os.path.isdir(data_path):
+        raise UsageError(f"data_path={data_path!r} is not a directory; expected ImageNet-style ROOT/<class>/<image>")
     images = list_images(data_path)
     os.makedirs(output_path, exist_ok=True)
-    wanted = {img_id + ".bin" for img_id, _, _ in images}
-    stale = sorted(e.name for e in os.scandir(output_path) if e.name.endswith(".bin") and e.name not in wanted)
-    if stale:
-        raise PreprocessError(f"output_path={output_path!r} already holds {len(stale)} .bin file(s) of other "
-                              f"images (e.g. {stale[0]}), which the inference program would also run; "
-                              f"use an empty folder")
+    spec = {"data_path": os.path.abspath(data_path), "image_size": image_size, "input_format": input_format}
+    _check_output_folder(output_path, spec, {img_id + ".bin" for img_id, _, _ in images})
+    with open(os.path.join(output_path, MANIFEST), "w", encoding="utf-8") as fh:
+        json.dump(spec, fh)
     transforms = eval_transforms(image_size, input_format)
     for index, (img_id, path, _) in enumerate(images, 1):
         array = preprocess_image(path, transforms)
@@ -78,11 +109,10 @@ def _parse_args(argv):
 
 def main(argv=None):
     args = _parse_args(argv)
-    try:
-        count = preprocess_folder(args.data_path, args.output_path, args.image_size, args.input_format)
-    except (DatasetError, LabelFileError, PreprocessError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    code, count = run_reporting_errors(preprocess_folder, args.data_path, args.output_path, args.image_size,
+                                       args.input_format)
+    if code:
+        return code
     print(f"wrote {count} input files (float32, 3x{args.image_size}x{args.image_size}) to "
           f"{os.path.abspath(args.output_path)}")
     return 0

@@ -199,10 +199,10 @@ def test_run_infer_310_script(built, inputs, sdk, tmp_path):
     assert done.returncode == 2
     assert done.stderr.startswith("Usage: bash scripts/run_infer_310.sh MINDIR_PATH DATA_PATH LABEL_FILE DEVICE_ID")
     done = _run(["bash", script, mindir, data, "no_labels.txt", "0"], env=env, cwd=str(tmp_path))
-    assert done.returncode == 1 and f"error: LABEL_FILE={tmp_path / 'no_labels.txt'} is not a file" in done.stderr
+    assert done.returncode == 2 and f"error: LABEL_FILE={tmp_path / 'no_labels.txt'} is not a file" in done.stderr
     assert "tools/make_label_file.py" in done.stderr
     done = _run(["bash", script, mindir, str(tmp_path / "nodata"), labels, "0"], env=env)
-    assert done.returncode == 1 and "is not a directory" in done.stderr
+    assert done.returncode == 2 and "is not a directory" in done.stderr
     done = _run(["bash", script, mindir, data, labels, "zero"], env=env)
     assert done.returncode == 2 and "DEVICE_ID=zero is not a device number" in done.stderr
     # The whole chain: build and preprocess succeed; inference stops at Lite 2.0's MINDIR version check.
@@ -210,8 +210,14 @@ def test_run_infer_310_script(built, inputs, sdk, tmp_path):
     assert "1/4 build" in done.stdout and "2/4 preprocess" in done.stdout and "3/4 infer" in done.stdout
     assert done.returncode == 1 and "error: inference failed" in done.stderr
     assert "mind ir version" in done.stderr
-    written = sorted(os.listdir(tmp_path / "run" / "preprocess_Result"))
+    written = sorted(n for n in os.listdir(tmp_path / "run" / "preprocess_Result") if n.endswith(".bin"))
     assert len(written) == 7 and written[0] == "ant_0.bin"
     assert all(os.path.getsize(tmp_path / "run" / "preprocess_Result" / name) == 3 * 32 * 32 * 4
                for name in written)
     assert np.isfinite(np.fromfile(tmp_path / "run" / "preprocess_Result" / written[0], np.float32)).all()
+    # a second run into the same OUTPUT_DIR would replace these results: refused, nothing touched
+    before = sorted(os.listdir(tmp_path / "run" / "preprocess_Result"))
+    again = _run(["bash", script, mindir, data, labels, "0"], env=env)
+    assert again.returncode == 2 and f"OUTPUT_DIR={tmp_path / 'run'} already holds the results of a run" in \
+        again.stderr
+    assert sorted(os.listdir(tmp_path / "run" / "preprocess_Result")) == before

@@ -13,7 +13,7 @@ import mindspore as ms
 torch = pytest.importorskip("torch", reason="the Megvii conversion tests need torch (requirements-test.txt)")
 from torch import nn  # noqa: E402
 
-from src.checkpoint_utils import load_pretrained, read_network_options  # noqa: E402
+from src.checkpoint_utils import load_pretrained, read_checkpoint, read_recorded  # noqa: E402
 from src.model_utils.config import load_config  # noqa: E402
 from src.synthetic import make_shapes_dataset  # noqa: E402
 from src.shufflenetv1 import ShuffleNetV1  # noqa: E402
@@ -134,7 +134,8 @@ def test_g3_converted_network_computes_megvii_function(megvii, tmp_path, capsys)
     output = str(tmp_path / "g3.ckpt")
     assert main(["--pth", path, "--model_size", "0.5x", "--group", "3", "--output", output]) == 0
     assert "python eval.py --ckpt_path" in capsys.readouterr().out
-    assert read_network_options(output) == {"pool_pad": "symmetric", "input_format": "bgr_255"}
+    assert read_recorded(read_checkpoint(output)) == {"model_size": "0.5x", "group": 3, "num_classes": NUM_CLASSES,
+                                                      "pool_pad": "symmetric", "input_format": "bgr_255"}
     x = images(3)
     with torch.no_grad():
         expected = net(torch.from_numpy(x)).numpy()
@@ -172,21 +173,21 @@ def test_depthwise_and_bn_channels_follow_the_shuffle(megvii):
     assert "features.0.branch_main_1.0.weight" in converted  # the "module." prefix is gone
 
 
-def run_failing(argv, capsys):
-    assert main(argv) == 1
+def run_failing(argv, capsys, code=1):
+    assert main(argv) == code  # 2: an argument is wrong (the file fits another one), 1: the file is unusable
     return capsys.readouterr().err
 
 
 def test_wrong_variant_is_named_with_the_matching_one(megvii, tmp_path, capsys):
     output = tmp_path / "wrong.ckpt"
     err = run_failing(["--pth", megvii[3][1], "--model_size", "1.0x", "--group", "3",
-                       "--output", str(output)], capsys)
+                       "--output", str(output)], capsys, code=2)
     assert "does not match Megvii's ShuffleNetV1 1.0x g3" in err
     assert "first_conv.0.weight has shape (12, 3, 3, 3), expected (24, 3, 3, 3)" in err
     assert "its shapes match --model_size 0.5x --group 3" in err
     assert not output.exists()
     err = run_failing(["--pth", megvii[8][1], "--model_size", "0.5x", "--group", "3",
-                       "--output", str(output)], capsys)
+                       "--output", str(output)], capsys, code=2)
     assert "its shapes match --model_size 0.5x --group 8" in err
 
 
@@ -225,10 +226,10 @@ def test_damaged_or_absent_file(megvii, tmp_path, capsys):
                        "--output", str(tmp_path / "o.ckpt")], capsys)
     assert "cannot be read with torch.load(weights_only=True): it is damaged" in err
     err = run_failing(["--pth", str(tmp_path / "absent.pth.tar"), "--model_size", "0.5x", "--group", "3",
-                       "--output", str(tmp_path / "o.ckpt")], capsys)
+                       "--output", str(tmp_path / "o.ckpt")], capsys, code=2)
     assert "does not exist" in err
     err = run_failing(["--pth", megvii[3][1], "--model_size", "0.5x", "--group", "3",
-                       "--output", str(tmp_path / "o.bin")], capsys)
+                       "--output", str(tmp_path / "o.bin")], capsys, code=2)
     assert "must end with .ckpt" in err
     assert sorted(os.listdir(tmp_path)) == ["damaged.pth.tar"]
 
@@ -262,13 +263,14 @@ def test_eval_adopts_the_recorded_options(tmp_path):
     _, val = make_shapes_dataset(str(tmp_path / "data"), num_classes=4, train_per_class=1, val_per_class=2,
                                  image_size=64)
     ckpt = converted_0_5x_g3(tmp_path, num_classes=4, seed=5)
+    # only the checkpoint and the data: the variant from the shapes, the options from the records
     done = subprocess.run([sys.executable, "eval.py", "--device_target", "CPU", "--mode", "PYNATIVE",
-                           "--ckpt_path", ckpt, "--model_size", "0.5x", "--group", "3", "--num_classes", "4",
-                           "--eval_dataset_path", val, "--image_size", "64", "--batch_size", "4"],
+                           "--ckpt_path", ckpt, "--eval_dataset_path", val, "--image_size", "64", "--batch_size", "4"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"using pool_pad=symmetric recorded in {ckpt}" in done.stdout
     assert f"using input_format=bgr_255 recorded in {ckpt}" in done.stdout
+    assert f"using model_size=0.5x recorded in {ckpt}" in done.stdout and "using num_classes=4" in done.stdout
     assert "Top_1_Acc" in done.stdout
 
 
@@ -278,7 +280,7 @@ def test_train_resume_from_converted_weights_adopts_and_keeps_the_options(tmp_pa
                                        image_size=48)
     ckpt = converted_0_5x_g3(tmp_path, num_classes=2, seed=6)
     out_dir = tmp_path / "finetune"
-    done = subprocess.run([sys.executable, "train.py", "--device_target", "CPU", "--amp_level", "O0",
+    done = subprocess.run([sys.executable, "train.py", "--device_target", "CPU", "--mode", "PYNATIVE",
                            "--resume", ckpt, "--model_size", "0.5x", "--group", "3", "--num_classes", "2",
                            "--train_dataset_path", train_dir, "--image_size", "32", "--batch_size", "4",
                            "--epoch_size", "1", "--warmup_epochs", "0", "--eval_interval", "0",
@@ -292,4 +294,5 @@ def test_train_resume_from_converted_weights_adopts_and_keeps_the_options(tmp_pa
     assert (saved.pool_pad, saved.input_format) == ("symmetric", "bgr_255")
     written = sorted(out_dir.glob("shufflenetv1-*.ckpt"))
     assert written, os.listdir(out_dir)
-    assert read_network_options(str(written[-1])) == {"pool_pad": "symmetric", "input_format": "bgr_255"}
+    recorded = read_recorded(read_checkpoint(str(written[-1])))
+    assert (recorded["pool_pad"], recorded["input_format"]) == ("symmetric", "bgr_255")

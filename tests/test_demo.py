@@ -21,10 +21,15 @@ def test_demo_runs_end_to_end(tmp_path):
     assert (out / "checkpoints" / "shufflenetv1-2_1.ckpt").is_file()
     assert (out / "checkpoints" / "eval_log.txt").read_text().startswith("result:{'Loss'")
     assert (out / "data" / "train" / "checker").is_dir()
-    # a second run reuses the data and the finished training
+    # evaluation and export read the variant from the checkpoint (default_config.yaml says 2.0x)
+    assert "using model_size=0.5x recorded in" in proc.stdout and "ShuffleNetV1 0.5x g3, 6 classes" in proc.stdout
+    # a second run reuses the data and continues the finished training: nothing to do, nothing replaced
+    ckpts = [n for n in os.listdir(out / "checkpoints") if n.endswith(".ckpt")]
+    before = {n: os.path.getmtime(out / "checkpoints" / n) for n in ckpts}
     again = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "nothing to do: the checkpoint already has 2 epochs" in again.stdout
+    assert "nothing to do: the checkpoint is at step 2" in again.stdout
+    assert {n: os.path.getmtime(out / "checkpoints" / n) for n in before} == before
 
 
 def test_demo_rejects_bad_arguments(tmp_path):

@@ -14,6 +14,7 @@ from mindspore import nn
 
 import export
 from helpers import fill_deterministic
+from src.exporter import EXTENSIONS, build_export_network, export_network, use_exportable_pooling
 from src.model_utils.config import load_config
 from src.shufflenetv1 import ShuffleNetV1
 
@@ -48,7 +49,7 @@ def exported(tmp_path_factory):
             name = str(out / f"{pool_pad}_bs{BATCH}")
             assert export.main(["--ckpt_path", str(ckpt), "--device_target", "CPU", "--file_format", file_format,
                                 "--batch_size", str(BATCH), "--file_name", name, *VARIANT]) == 0
-            paths.append(name + export.EXTENSIONS[file_format])
+            paths.append(name + EXTENSIONS[file_format])
         result[pool_pad] = (net, *paths)
     return result
 
@@ -103,7 +104,7 @@ def test_exported_network_uses_standard_operators(tmp_path, conv_impl):
     save_net(tmp_path / "n.ckpt", "symmetric", seed=1)
     cfg = load_config(None, {"ckpt_path": str(tmp_path / "n.ckpt"), "model_size": "0.5x", "num_classes": 10,
                              "pool_pad": "symmetric", "conv_impl": conv_impl})
-    net = export.build_export_network(cfg)
+    net = build_export_network(cfg)
     leaves = [(name, cell) for name, cell in net.cells_and_names() if not cell.name_cells()]
     # MindSpore's cells and the plain network's own (GlobalAvgPool: ops.mean), never a native kernel
     foreign = [(name, type(cell).__module__) for name, cell in leaves
@@ -117,13 +118,16 @@ def test_symmetric_pooling_rewrite_keeps_the_function():
     net.set_train(False)
     x = ms.Tensor(images(2, seed=3))
     before = net(x).asnumpy()
-    export.use_exportable_pooling(net)
+    use_exportable_pooling(net)
     assert not isinstance(net.maxpool, nn.MaxPool2d)
     assert np.abs(net(x).asnumpy() - before).max() <= 1e-6
 
 
 def _run_main(argv, capsys):
-    code = export.main(argv)
+    try:
+        code = export.main(argv)
+    except SystemExit as exc:  # a bad config ends in get_config
+        code = exc.code
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err
     return code, captured
@@ -141,9 +145,10 @@ def test_air_without_ascend_is_refused(tmp_path, capsys):
 def test_device_this_mindspore_lacks_is_one_error_line(tmp_path, capsys, monkeypatch):
     def refuse(target, device_id=None):  # what the CPU-only wheel raises for Ascend
         raise RuntimeError(f"Unsupported device target {target}. This process only supports one of the ['CPU'].")
+    save_net(tmp_path / "n.ckpt", "same", seed=0)
     monkeypatch.setattr(ms, "set_device", refuse)
-    code, captured = _run_main(["--ckpt_path", "x.ckpt", "--device_target", "Ascend", "--file_format", "MINDIR",
-                                "--file_name", str(tmp_path / "x")], capsys)
+    code, captured = _run_main(["--ckpt_path", str(tmp_path / "n.ckpt"), "--device_target", "Ascend", "--file_format",
+                                "MINDIR", "--file_name", str(tmp_path / "x")], capsys)
     assert code == 2
     assert ("error: device_target=Ascend cannot be used with this MindSpore installation (Unsupported device target "
             "Ascend.") in captured.err
@@ -160,19 +165,39 @@ def test_unknown_format_names_the_allowed_ones(tmp_path, capsys):
 def test_missing_and_mismatched_checkpoints(tmp_path, capsys):
     code, captured = _run_main(["--ckpt_path", str(tmp_path / "none.ckpt"), "--device_target", "CPU",
                                 "--file_name", str(tmp_path / "x"), *VARIANT], capsys)
-    assert code == 1 and "none.ckpt" in captured.err and "does not exist" in captured.err
+    assert code == 2 and "none.ckpt" in captured.err and "is not a file" in captured.err
     save_net(tmp_path / "n.ckpt", "same", seed=0)
     code, captured = _run_main(["--ckpt_path", str(tmp_path / "n.ckpt"), "--device_target", "CPU",
-                                "--file_name", str(tmp_path / "x"), "--model_size", "1.0x", "--num_classes", "10"],
-                               capsys)
-    assert code == 1 and "does not fit this network" in captured.err
+                                "--file_name", str(tmp_path / "x"), "--model_size", "1.0x"], capsys)
+    assert code == 2 and "--model_size 1.0x contradicts" in captured.err
+    assert "the checkpoint is 0.5x g3: stem 12, stage 2 120 channels, 10 classes" in captured.err
+    (tmp_path / "bad.ckpt").write_bytes(b"not a checkpoint" * 100)
+    code, captured = _run_main(["--ckpt_path", str(tmp_path / "bad.ckpt"), "--device_target", "CPU",
+                                "--file_name", str(tmp_path / "x")], capsys)
+    assert code == 1 and "cannot be read: it is damaged" in captured.err
     assert not list(tmp_path.glob("x*"))
+
+
+def test_any_variant_exports_with_only_the_checkpoint_and_the_file(tmp_path, capsys):
+    # default_config.yaml says 2.0x g3, 1000 classes: the checkpoint's own variant is used
+    net = fill_deterministic(ShuffleNetV1("0.5x", 8, num_classes=4), 1)
+    ms.save_checkpoint(net, str(tmp_path / "g8.ckpt"))
+    code, captured = _run_main(["--ckpt_path", str(tmp_path / "g8.ckpt"), "--device_target", "CPU", "--file_format",
+                                "onnx", "--batch_size", "1", "--image_size", "32", "--file_name",
+                                str(tmp_path / "net.onnx")], capsys)
+    assert code == 0, captured.err
+    assert "ShuffleNetV1 0.5x g8, 4 classes" in captured.out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g8.ckpt", "net.onnx"]  # not net.onnx.onnx
+    code, captured = _run_main(["--ckpt_path", str(tmp_path / "g8.ckpt"), "--device_target", "CPU", "--file_format",
+                                "MINDIR", "--file_name", str(tmp_path / "net.onnx")], capsys)
+    assert code == 2 and "ends with .onnx, but file_format=MINDIR" in captured.err
 
 
 def test_bad_batch_and_output_folder(tmp_path, capsys):
     code, captured = _run_main(["--ckpt_path", "x.ckpt", "--device_target", "CPU", "--batch_size", "0"], capsys)
     assert code == 2 and "batch_size=0 must be >= 1" in captured.err
-    code, captured = _run_main(["--ckpt_path", "x.ckpt", "--device_target", "CPU", "--file_name",
+    save_net(tmp_path / "n.ckpt", "same", seed=0)
+    code, captured = _run_main(["--ckpt_path", str(tmp_path / "n.ckpt"), "--device_target", "CPU", "--file_name",
                                 str(tmp_path / "no" / "such" / "net")], capsys)
     assert code == 2 and "does not exist" in captured.err
 
@@ -185,7 +210,7 @@ def test_failed_export_keeps_the_earlier_file(tmp_path):
     earlier = tmp_path / "net.onnx"
     earlier.write_bytes(b"earlier export")
     with pytest.raises(RuntimeError, match="MaxPool3DWithArgmax"):
-        export.export_network(net, str(tmp_path / "net"), "ONNX", batch_size=1, image_size=SIZE)
+        export_network(net, str(tmp_path / "net"), "ONNX", batch_size=1, image_size=SIZE)
     assert earlier.read_bytes() == b"earlier export"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["net.onnx"]
 

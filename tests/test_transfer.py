@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import train
-from helpers import fill_deterministic
+from helpers import fill_deterministic, run_entry
 from predict_grid import HEADER_HEIGHT, PAD, TEXT_HEIGHT, grid_size, pick_images
-from src.checkpoint_utils import CheckpointError, read_network_options
-from src.dataset import IMG_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD
+from src.checkpoint_utils import CheckpointError, read_recorded, resolve_resume, restore_training_state
+from src.dataset import (IMG_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD, DatasetError, create_flower_dataset,
+                         split_files, split_indices)
 from src.model_utils.config import load_config
+from src.model_utils.errors import UsageError
 from src.shufflenetv1 import ShuffleNetV1
 from src.synthetic import make_shapes_dataset
-from transfer_dataset_process import DatasetError, create_flower_dataset, list_images, split_files, split_indices
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "transfer_config.yaml")
@@ -149,8 +149,22 @@ def test_datasets_batch_and_transform_the_split(folder):
     one_by_one, _, _ = create_flower_dataset(root, batch_size=1, image_size=32, num_parallel_workers=1)
     seen = Counter(int(y[0]) for _, y in one_by_one.create_tuple_iterator(output_numpy=True))
     assert seen == Counter(y for _, y in train_files)
-    with pytest.raises(DatasetError, match="image_size=16"):
-        create_flower_dataset(root, image_size=16)
+
+
+def test_the_split_as_a_command_writes_it_as_two_folders(folder, tmp_path):
+    root, colours = folder
+    done = run_entry("transfer_dataset_process.py", ["--dataset_path", root, "--output_path", str(tmp_path / "split")],
+                     tmp_path)
+    assert "   1 daisy: 8 training, 2 validation" in done.stdout
+    assert "4 classes: 17 training and 5 validation images (seed 1, train_ratio 0.8)" in done.stdout
+    train_files, val_files, names = split_files(root, seed=1)
+    for part, files in (("train", train_files), ("val", val_files)):
+        written = sorted(os.path.relpath(os.path.join(dp, f), tmp_path / "split" / part)
+                         for dp, _, fs in os.walk(tmp_path / "split" / part) for f in fs)
+        assert written == sorted(os.path.relpath(p, root) for p, _ in files)
+    again = run_entry("transfer_dataset_process.py", ["--dataset_path", root, "--output_path",
+                                                      str(tmp_path / "split")], tmp_path, check=False)
+    assert again.returncode == 2 and "exists and is not an empty folder" in again.stderr
 
 
 # ---- pretrained weights ----
@@ -161,8 +175,8 @@ def test_pretrained_classifier_is_replaced_and_reported(tmp_path, capsys):
     ms.save_checkpoint(src, path)
     net = ShuffleNetV1(model_size="0.5x", group=3, num_classes=3)
     fresh = {n: p.asnumpy().copy() for n, p in net.parameters_and_names() if n.startswith("classifier.")}
-    cfg = load_config(CONFIG, {"num_classes": 3, "model_size": "0.5x"})
-    assert train.restore(net, cfg, path) == (0, {}, -1.0)  # weights only: a new run from epoch 0
+    state = restore_training_state(net, path, steps_per_epoch=5)
+    assert (state.start_step, state.optimizer_state, state.best_top1) == (0, {}, -1.0)  # weights only: a new run
     out = capsys.readouterr().out
     for name in ("classifier.weight", "classifier.bias"):
         assert re.search(rf"not loaded from .*imagenet10.ckpt: {name}: the checkpoint has 10 classes, "
@@ -181,27 +195,25 @@ def test_pretrained_classifier_is_replaced_and_reported(tmp_path, capsys):
 def test_a_mismatch_other_than_the_class_count_is_an_error(tmp_path):
     path = str(tmp_path / "g8.ckpt")
     ms.save_checkpoint(ShuffleNetV1(model_size="0.5x", group=8, num_classes=10), path)
-    cfg = load_config(CONFIG, {"num_classes": 3, "model_size": "0.5x"})
     with pytest.raises(CheckpointError, match="does not fit this network"):
-        train.restore(ShuffleNetV1(model_size="0.5x", group=3, num_classes=3), cfg, path)
+        restore_training_state(ShuffleNetV1(model_size="0.5x", group=3, num_classes=3), path, 5)
 
 
 def test_missing_configured_pretrained_file_means_from_scratch(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # no ./pretrained here
     cfg = load_config(CONFIG)
     assert cfg.resume == "./pretrained/shufflenetv1_imagenet2012.ckpt"
-    assert train.resolve_resume(cfg, str(tmp_path)) == ""
+    assert resolve_resume(cfg, str(tmp_path)) == ""
     out = capsys.readouterr().out
     assert "does not exist: training starts FROM SCRATCH" in out and "shufflenetv1_imagenet2012" in out
     # The same file present: it is used.
     os.makedirs("pretrained")
     ms.save_checkpoint(ShuffleNetV1(model_size="0.5x", group=3, num_classes=10), cfg.resume)
-    assert train.resolve_resume(cfg, str(tmp_path)) == cfg.resume
+    assert resolve_resume(cfg, str(tmp_path)) == cfg.resume
     # A path typed on the command line must exist.
     cfg = load_config(CONFIG, {"resume": str(tmp_path / "typo.ckpt")})
-    assert train.resolve_resume(cfg, str(tmp_path)) == str(tmp_path / "typo.ckpt")
-    with pytest.raises(CheckpointError, match="typo.ckpt' does not exist"):
-        train.restore(ShuffleNetV1(model_size="0.5x", group=3, num_classes=3), cfg, cfg.resume)
+    with pytest.raises(UsageError, match="typo.ckpt' is not a file"):
+        resolve_resume(cfg, str(tmp_path))
 
 
 # ---- the picture's layout ----
@@ -252,7 +264,9 @@ def test_transfer_run_learns_and_keeps_the_best_epoch(transfer_run):
     work, stdout = transfer_run
     assert "does not exist: training starts FROM SCRATCH" in stdout
     assert "no resume checkpoint: training from scratch" in stdout
-    assert (work / "transfer_train.log").read_text(encoding="utf-8") == stdout  # the script's log copy
+    banner, rest = stdout.split("\n", 1)
+    assert banner == f"transfer learning on CPU with {CONFIG}; log: {work / 'transfer_train.log'}"
+    assert (work / "transfer_train.log").read_text(encoding="utf-8") == rest  # the script's log copy
     lines = [(int(e), float(top1), float(best), bool(saved)) for e, top1, best, saved in _LINE.findall(stdout)]
     assert [e for e, *_ in lines] == list(range(1, EPOCHS + 1))
     top1s = [t for _, t, _, _ in lines]
@@ -267,9 +281,8 @@ def test_transfer_run_learns_and_keeps_the_best_epoch(transfer_run):
     assert int(params["epoch_num"].asnumpy()) == best_epoch
     assert float(params["val_top1"].asnumpy()) == pytest.approx(records[best_epoch - 1]["val_top1"], abs=1e-6)
     # the variant and the options its weights need travel with the best checkpoint too
-    assert (params["model_size"], int(params["group"].asnumpy()), int(params["num_classes"].asnumpy())) == \
-        ("0.5x", 3, 3)
-    assert read_network_options("", params) == {"pool_pad": "same", "input_format": "rgb_normalized"}
+    assert read_recorded(params) == {"model_size": "0.5x", "group": 3, "num_classes": 3, "pool_pad": "same",
+                                     "input_format": "rgb_normalized", "image_size": 48}
 
 
 @pytest.mark.slow
@@ -277,10 +290,13 @@ def test_eval_of_the_best_checkpoint_reports_its_top1(transfer_run, textures):
     work, _ = transfer_run
     best = ms.load_checkpoint(str(work / "transfer_output" / "shufflenetv1_transfer_best.ckpt"))
     want = float(best["val_top1"].asnumpy())
-    # eval.py's default checkpoint for dataset_path: save_ckpt_path/shufflenetv1_transfer_best.ckpt
+    # eval.py's default checkpoint for transfer learning: save_ckpt_path/shufflenetv1_transfer_best.ckpt; its
+    # variant (0.5x, 3 classes) from the checkpoint, not from transfer_config.yaml (2.0x, 5 classes)
     direct = _run([sys.executable, os.path.join(ROOT, "eval.py"), "--config_path", CONFIG, "--dataset_path",
-                   textures, *NET], work)
-    scripted = _run(["bash", os.path.join(ROOT, "scripts", "run_transfer_eval.sh"), textures, *NET], work)
+                   textures, "--image_size", "48"], work)
+    assert "using model_size=0.5x recorded in" in direct.stdout and "using num_classes=3" in direct.stdout
+    scripted = _run(["bash", os.path.join(ROOT, "scripts", "run_transfer_eval.sh"), textures, "--image_size", "48"],
+                    work)
     for proc in (direct, scripted):
         match = re.search(r"'Top_1_Acc': ([0-9.]+).*ckpt:'(.+?)'", proc.stdout)
         assert match, proc.stdout
@@ -292,7 +308,8 @@ def test_eval_of_the_best_checkpoint_reports_its_top1(transfer_run, textures):
 def test_picture_of_predictions(transfer_run, textures):
     work, _ = transfer_run
     proc = _run([sys.executable, os.path.join(ROOT, "predict_grid.py"), "--config_path", CONFIG, "--dataset_path",
-                 textures, *NET, "--output", "grid.png", "--num_images", "10", "--thumb_size", "96"], work)
+                 textures, "--image_size", "48", "--output", "grid.png", "--num_images", "10", "--thumb_size", "96"],
+                work)
     match = re.search(r"wrote (.+grid\.png): 10 validation images, (\d+) predicted right", proc.stdout)
     assert match, proc.stdout
     with Image.open(work / "grid.png") as img:
@@ -302,6 +319,15 @@ def test_picture_of_predictions(transfer_run, textures):
     frames = [tuple(pixels[HEADER_HEIGHT + (i // 4) * 144 + PAD - 2, (i % 4) * 108 + PAD - 2]) for i in range(10)]
     assert sum(f == (215, 25, 30) for f in frames) == 10 - int(match.group(2))
     assert sum(f == (30, 150, 60) for f in frames) == int(match.group(2))
+    # the format follows the name: a JPEG for .jpg, and a name of another kind refused before any work
+    jpeg = _run([sys.executable, os.path.join(ROOT, "predict_grid.py"), "--config_path", CONFIG, "--dataset_path",
+                 textures, "--image_size", "48", "--output", "grid.jpg", "--num_images", "4"], work)
+    with Image.open(work / "grid.jpg") as img:
+        assert img.format == "JPEG", jpeg.stdout
+    gif = _run([sys.executable, os.path.join(ROOT, "predict_grid.py"), "--config_path", CONFIG, "--dataset_path",
+                textures, "--output", "grid.gif"], work, check=False)
+    assert gif.returncode == 2 and "--output grid.gif: write a .png or a .jpg file" in gif.stderr
+    assert not (work / "grid.gif").exists()
 
 
 def test_scripts_check_their_arguments(tmp_path):
@@ -309,19 +335,20 @@ def test_scripts_check_their_arguments(tmp_path):
     proc = _run(["bash", script], tmp_path, check=False)
     assert proc.returncode == 2 and "Usage: bash scripts/run_transfer.sh DATASET_PATH" in proc.stderr
     proc = _run(["bash", script, "no_photos"], tmp_path, check=False)
-    assert proc.returncode == 1 and f"error: DATASET_PATH={tmp_path}/no_photos is not a directory" in proc.stderr
+    assert proc.returncode == 2 and f"error: DATASET_PATH={tmp_path}/no_photos is not a directory" in proc.stderr
     proc = _run(["bash", script, str(tmp_path), "missing.ckpt"], tmp_path, check=False)
-    assert proc.returncode == 1 and f"error: PRETRAINED_CKPT={tmp_path}/missing.ckpt is not a file" in proc.stderr
+    assert proc.returncode == 2 and f"error: PRETRAINED_CKPT={tmp_path}/missing.ckpt is not a file" in proc.stderr
     evaluate = os.path.join(ROOT, "scripts", "run_transfer_eval.sh")
     proc = _run(["bash", evaluate], tmp_path, check=False)
     assert proc.returncode == 2 and "Usage: bash scripts/run_transfer_eval.sh DATASET_PATH [CKPT]" in proc.stderr
     proc = _run(["bash", evaluate, str(tmp_path)], tmp_path, check=False)
-    assert proc.returncode == 1 and \
+    assert proc.returncode == 2 and \
         f"error: CKPT={tmp_path}/transfer_output/shufflenetv1_transfer_best.ckpt is not a file" in proc.stderr
-    # a failing train.py makes the script fail too
+    # a failing train.py makes the script fail too, naming its log
     os.makedirs(tmp_path / "photos" / "daisy")
-    proc = _run(["bash", script, str(tmp_path / "photos"), ""], tmp_path, check=False)
-    assert proc.returncode == 1 and "error: training failed" in proc.stderr and "cannot be split" in proc.stdout
+    proc = _run(["bash", script, str(tmp_path / "photos"), "", "--mode", "PYNATIVE"], tmp_path, check=False)
+    assert proc.returncode == 1 and "error: train.py failed (exit code 1); see" in proc.stderr
+    assert "cannot be split" in proc.stdout
 
 
 _NOTEBOOK_RUNNER = """

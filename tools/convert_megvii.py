@@ -41,7 +41,15 @@ _BN_NAMES = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
 
 
 class ConversionError(ValueError):
-    """A file or argument the conversion cannot use; the message says what and what would fit."""
+    """A file or argument the conversion cannot use; the message says what and what would fit.
+
+    ``usage``: a wrong argument found before any work (exit code 2, the repo's rule), else an
+    input unusable during the work (exit code 1).
+    """
+
+    def __init__(self, message, usage=False):
+        super().__init__(message)
+        self.usage = usage
 
 
 def _import_torch():
@@ -61,7 +69,7 @@ def read_state_dict(pth_path):
     ``num_batches_tracked`` counters are dropped.
     """
     if not os.path.isfile(pth_path):
-        raise ConversionError(f"--pth {pth_path!r} does not exist (or is not a file)")
+        raise ConversionError(f"--pth {pth_path!r} does not exist (or is not a file)", usage=True)
     torch = _import_torch()
     try:
         obj = torch.load(pth_path, map_location="cpu", weights_only=True)
@@ -157,8 +165,9 @@ def check_variant(state, model_size, group, source="the state_dict"):
     else:
         advice = ("it matches none of the 8 ShuffleNetV1 variants (is it Megvii's ShuffleNetV1, "
                   "not V2/Plus/another model?)")
+    # (arguments that contradict the file are a wrong command line, exit 2; a file of no variant, exit 1)
     raise ConversionError(f"{source} does not match Megvii's ShuffleNetV1 {model_size} g{group}: "
-                          + "; ".join(problems) + f". {advice}")
+                          + "; ".join(problems) + f". {advice}", usage=bool(matches))
 
 
 def _shuffle_order(channels, group):
@@ -207,11 +216,12 @@ def convert(pth_path, model_size, group, output):
     from src.shufflenetv1 import ShuffleNetV1  # pylint: disable=import-outside-toplevel
 
     if not output.endswith(".ckpt"):
-        raise ConversionError(f"--output {output!r} must end with .ckpt (MindSpore reads only .ckpt files)")
+        raise ConversionError(f"--output {output!r} must end with .ckpt (MindSpore reads only .ckpt files)",
+                              usage=True)
     if os.path.abspath(output) == os.path.abspath(pth_path):
-        raise ConversionError(f"--output {output!r} is the input file; choose another name")
+        raise ConversionError(f"--output {output!r} is the input file; choose another name", usage=True)
     if not os.path.isdir(os.path.dirname(os.path.abspath(output))):
-        raise ConversionError(f"--output {output!r}: its folder does not exist")
+        raise ConversionError(f"--output {output!r}: its folder does not exist", usage=True)
     state = read_state_dict(pth_path)
     check_variant(state, model_size, group, source=f"--pth {pth_path!r}")
     params = convert_state_dict(state, model_size, group)
@@ -219,8 +229,10 @@ def convert(pth_path, model_size, group, output):
     # Write next to the target and rename, so a failure never leaves a half-written --output.
     partial = f"{output}.partial.ckpt"
     try:
+        # recorded like train.py's checkpoints: eval.py, export.py and train.py take them from the file
+        recorded = {"model_size": model_size, "group": group, "num_classes": num_classes, **CONVERTED_OPTIONS}
         ms.save_checkpoint([{"name": name, "data": ms.Tensor(value)} for name, value in params.items()],
-                           partial, append_dict=dict(CONVERTED_OPTIONS))
+                           partial, append_dict=recorded)
         net = ShuffleNetV1(model_size, group, num_classes=num_classes,
                            pool_pad=CONVERTED_OPTIONS["pool_pad"])
         try:
@@ -252,13 +264,12 @@ def main(argv=None):
         result = convert(args.pth, args.model_size, args.group, args.output)
     except ConversionError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2 if exc.usage else 1
     options = " ".join(f"{key}={value}" for key, value in CONVERTED_OPTIONS.items())
     print(f"wrote {result['output']}: ShuffleNetV1 {args.model_size} g{args.group}, "
           f"{result['num_classes']} classes, {result['num_params']} parameters; recorded {options}\n"
-          f"evaluate with: python eval.py --ckpt_path {result['output']} --model_size {args.model_size} "
-          f"--group {args.group} --num_classes {result['num_classes']} --eval_dataset_path PATH_TO_IMAGENET_VAL "
-          "--device_target CPU  (or GPU / Ascend)")
+          f"evaluate with: python eval.py --ckpt_path {result['output']} --eval_dataset_path PATH_TO_IMAGENET_VAL "
+          "--device_target CPU  (or GPU / Ascend; the variant and options are read from the file)")
     return 0
 
 
