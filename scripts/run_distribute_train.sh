@@ -8,8 +8,9 @@
 #   8 devices x batch 128, lr_max 0.5; scale lr_max with the total batch, see README).
 # --key value: any config key (they win over CONFIG).
 # Each rank runs in the background in its own working folder ./train_parallel<RANK_ID> (kept between
-# runs) with RANK_ID, DEVICE_ID and RANK_SIZE set; its output goes to train_parallel<RANK_ID>/train.log,
-# its checkpoints to <save_ckpt_path>/rank_<RANK_ID> (./output, relative to the working folder).
+# runs) with RANK_ID, DEVICE_ID and RANK_SIZE set; its output goes to train_parallel<RANK_ID>/train.log
+# (a new name when an earlier run's log is there), its checkpoints to <save_ckpt_path>/rank_<RANK_ID>
+# (./output, relative to the working folder).
 set -uo pipefail
 USAGE="Usage: bash scripts/run_distribute_train.sh RANK_TABLE_FILE DATA_DIR [CONFIG] [--key value ...]"
 if [ $# -lt 2 ] || [ "${1:0:2}" == "--" ] || [ "${2:0:2}" == "--" ]; then echo "$USAGE" >&2; exit 2; fi
@@ -32,7 +33,7 @@ import sys
 path, server_id = sys.argv[1], sys.argv[2]
 def fail(message):
     print(f"error: RANK_TABLE_FILE={path} {message}", file=sys.stderr)
-    sys.exit(1)
+    sys.exit(2)
 try:
     with open(path, encoding="utf-8") as fh:
         table = json.load(fh)
@@ -69,19 +70,21 @@ print(len(ranks))
 for device_id, rank_id in local:
     print(device_id, rank_id)
 PY
-) || exit 1
+) || exit $?
 RANK_SIZE=$(echo "$DEVICES" | head -n 1)
 
 export RANK_TABLE_FILE MINDSPORE_HCCL_CONFIG_PATH=$RANK_TABLE_FILE RANK_SIZE
-echo "launching $(($(echo "$DEVICES" | wc -l) - 1)) of $RANK_SIZE ranks (rank table $RANK_TABLE_FILE, config $CONFIG)"
+echo "launching $(($(echo "$DEVICES" | wc -l) - 1)) of $RANK_SIZE ranks on $(option_value device_target Ascend "$@")" \
+  "(rank table $RANK_TABLE_FILE, config $CONFIG)"
 while read -r device_id rank_id; do
   work=$PWD/train_parallel$rank_id
   mkdir -p "$work" || exit 1
   (
     cd "$work" || exit 1
+    log=$(new_log train.log)
     DEVICE_ID=$device_id RANK_ID=$rank_id nohup "$PYTHON" "$ROOT/train.py" --config_path "$CONFIG" \
-      --device_target Ascend --is_distributed True --train_dataset_path "$DATA_DIR" "$@" > train.log 2>&1 &
-    echo "rank $rank_id on device $device_id: pid $!, log $work/train.log"
+      --device_target Ascend --is_distributed True --train_dataset_path "$DATA_DIR" "$@" > "$log" 2>&1 &
+    echo "rank $rank_id on device $device_id: pid $!, log $work/$log"
   ) || exit 1
 done < <(echo "$DEVICES" | tail -n +2)
-echo "all ranks started in the background; follow them with: tail -f $PWD/train_parallel*/train.log"
+echo "all ranks started in the background; follow them with: tail -f $PWD/train_parallel*/train*.log"

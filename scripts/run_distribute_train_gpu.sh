@@ -7,8 +7,8 @@
 # Needs OpenMPI (mpirun on PATH, or MPIRUN=/path/to/mpirun) and NCCL; MindSpore takes each rank's
 # GPU from its local rank (CUDA_VISIBLE_DEVICES picks which GPUs). Runs in the background in
 # ./train_parallel_gpu: all ranks' output in train_parallel_gpu/train.log, each rank's alone in
-# train_parallel_gpu/mpi_logs/, checkpoints in <save_ckpt_path>/rank_<i> (./output, relative to
-# train_parallel_gpu).
+# train_parallel_gpu/mpi_logs/ (new names when an earlier run's logs are there), checkpoints in
+# <save_ckpt_path>/rank_<i> (./output, relative to train_parallel_gpu).
 set -uo pipefail
 USAGE="Usage: bash scripts/run_distribute_train_gpu.sh RANK_SIZE DATA_DIR [CONFIG] [--key value ...]"
 if [ $# -lt 2 ] || [ "${1:0:2}" == "--" ] || [ "${2:0:2}" == "--" ]; then echo "$USAGE" >&2; exit 2; fi
@@ -34,8 +34,16 @@ if [ "$(id -u)" -eq 0 ]; then MPI_OPTIONS+=(--allow-run-as-root); fi
 WORK=$PWD/train_parallel_gpu
 mkdir -p "$WORK" || exit 1
 cd "$WORK" || exit 1
-nohup "$MPIRUN" -n "$RANK_SIZE" "${MPI_OPTIONS[@]}" --output-filename mpi_logs --merge-stderr-to-stdout \
+LOG=train.log
+MPI_LOGS=mpi_logs
+if [ -e "$LOG" ] || [ -e "$MPI_LOGS" ]; then  # an earlier run's: new names, one date and time for both
+  STAMP=$(date +%Y%m%d-%H%M%S)
+  LOG=train-$STAMP.log
+  MPI_LOGS=mpi_logs-$STAMP
+fi
+nohup "$MPIRUN" -n "$RANK_SIZE" "${MPI_OPTIONS[@]}" --output-filename "$MPI_LOGS" --merge-stderr-to-stdout \
   "$PYTHON" "$ROOT/train.py" --config_path "$CONFIG" --device_target GPU --is_distributed True \
-  --train_dataset_path "$DATA_DIR" "$@" > train.log 2>&1 &
-echo "launched $RANK_SIZE ranks with $MPIRUN (config $CONFIG): pid $!; log $WORK/train.log," \
-  "per rank $WORK/mpi_logs/"
+  --train_dataset_path "$DATA_DIR" "$@" > "$LOG" 2>&1 &
+echo "launched $RANK_SIZE ranks on $(option_value device_target GPU "$@") with $MPIRUN (config $CONFIG): pid $!;" \
+  "log $WORK/$LOG," \
+  "per rank $WORK/$MPI_LOGS/"

@@ -7,48 +7,35 @@
 # LABEL_FILE:  its img_id:label lines (python tools/make_label_file.py --data_path DATA_PATH
 #   --output LABEL_FILE).
 # Environment (optional): DEVICE_TYPE Ascend310 (default) or CPU; IMAGE_SIZE (224, as
-# exported); INPUT_FORMAT rgb_normalized (default) or bgr_255; OUTPUT_DIR (./infer_310)
-# receives preprocess_Result/, result_Files/, the logs and acc.log; MINDSPORE_PATH and
-# BUILD_DIR are passed to ascend310_infer/build.sh.
+# exported); INPUT_FORMAT rgb_normalized (default) or bgr_255; OUTPUT_DIR (./infer_310, which
+# must not hold the results of an earlier run) receives preprocess_Result/, result_Files/, the
+# logs and acc.log; MINDSPORE_PATH and BUILD_DIR are passed to ascend310_infer/build.sh.
 set -uo pipefail
+USAGE="Usage: bash scripts/run_infer_310.sh MINDIR_PATH DATA_PATH LABEL_FILE DEVICE_ID"
+if [ $# != 4 ]; then echo "$USAGE" >&2; exit 2; fi
+source "$(dirname "$0")/common.sh"
 
-if [ $# != 4 ]; then
-  echo "Usage: bash scripts/run_infer_310.sh MINDIR_PATH DATA_PATH LABEL_FILE DEVICE_ID" >&2
-  exit 2
-fi
-
-get_real_path() {
-  if [ "${1:0:1}" == "/" ]; then echo "$1"; else echo "$(realpath -m "$PWD/$1")"; fi
-}
-
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-MINDIR_PATH=$(get_real_path "$1")
-DATA_PATH=$(get_real_path "$2")
-LABEL_FILE=$(get_real_path "$3")
+MINDIR_PATH=$(real_path "$1")
+DATA_PATH=$(real_path "$2")
+LABEL_FILE=$(real_path "$3")
 DEVICE_ID=$4
 DEVICE_TYPE=${DEVICE_TYPE:-Ascend310}
 IMAGE_SIZE=${IMAGE_SIZE:-224}
 INPUT_FORMAT=${INPUT_FORMAT:-rgb_normalized}
-OUTPUT_DIR=$(get_real_path "${OUTPUT_DIR:-infer_310}")
+OUTPUT_DIR=$(real_path "${OUTPUT_DIR:-infer_310}")
 export BUILD_DIR=${BUILD_DIR:-$ROOT/ascend310_infer/build}
-if [ -z "${PYTHON:-}" ]; then
-  if [ -x "$ROOT/.venv/bin/python" ]; then PYTHON=$ROOT/.venv/bin/python; else PYTHON=python3; fi
-fi
 export PYTHON
 
-if [ ! -f "$MINDIR_PATH" ]; then
-  echo "error: MINDIR_PATH=$MINDIR_PATH is not a file (export it with export.py --file_format MINDIR --batch_size 1)" >&2
-  exit 1
-fi
-if [ ! -d "$DATA_PATH" ]; then
-  echo "error: DATA_PATH=$DATA_PATH is not a directory" >&2
-  exit 1
-fi
-if [ ! -f "$LABEL_FILE" ]; then
-  echo "error: LABEL_FILE=$LABEL_FILE is not a file; write it with:" \
-       "python tools/make_label_file.py --data_path $DATA_PATH --output $LABEL_FILE" >&2
-  exit 1
-fi
+need_file MINDIR_PATH "$MINDIR_PATH" "export it with export.py --file_format MINDIR --batch_size 1"
+need_dir DATA_PATH "$DATA_PATH"
+need_file LABEL_FILE "$LABEL_FILE" "write it with: python tools/make_label_file.py --data_path $DATA_PATH --output $LABEL_FILE"
+for earlier in acc.log result_Files preprocess_Result; do
+  if [ -e "$OUTPUT_DIR/$earlier" ]; then
+    echo "error: OUTPUT_DIR=$OUTPUT_DIR already holds the results of a run ($earlier); set OUTPUT_DIR to a new" \
+      "folder, so that they are not replaced" >&2
+    exit 2
+  fi
+done
 if ! [[ "$DEVICE_ID" =~ ^[0-9]+$ ]]; then
   echo "error: DEVICE_ID=$DEVICE_ID is not a device number (0, 1, ...)" >&2
   exit 2
@@ -86,12 +73,10 @@ echo "1/4 build ($BUILD_DIR/main)"
 bash "$ROOT/ascend310_infer/build.sh" > build.log 2>&1 || fail "building the inference program" build.log
 
 echo "2/4 preprocess"
-rm -rf preprocess_Result
 "$PYTHON" "$ROOT/preprocess.py" --data_path "$DATA_PATH" --output_path "$OUTPUT_DIR/preprocess_Result" \
   --image_size "$IMAGE_SIZE" --input_format "$INPUT_FORMAT" > preprocess.log 2>&1 || fail "preprocessing" preprocess.log
 
 echo "3/4 infer"
-rm -rf result_Files
 "$BUILD_DIR/main" --mindir_path="$MINDIR_PATH" --input_path="$OUTPUT_DIR/preprocess_Result" \
   --result_path="$OUTPUT_DIR/result_Files" --device_type="$DEVICE_TYPE" --device_id="$DEVICE_ID" > infer.log 2>&1 \
   || fail "inference" infer.log
