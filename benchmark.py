@@ -9,11 +9,23 @@ cross entropy, backward, Momentum with weight decay: what train.py runs) and inf
 * ``onnx``: inference only, ONNX Runtime on the exported plain-path network.
 
 Prints one line per path, e.g. ``fast: train 12.3 img/s, infer 45.6 img/s``, then the
-ratios. Compare with the PyTorch yardstick run in the same session on the same machine.
+ratios. Compare with the PyTorch yardstick run in the same session on the same machine
+(tools/compare_with_yardstick.py does both in one run). Optional measurements:
+
+* ``--latency``: batch-1 inference, ms per image (p50 and p90 of ``--latency_runs``), of the
+  fast path (MindSpore, graph mode) and of ONNX Runtime on the same network's export;
+* ``--real_jpeg N``: training on N photo-sized JPEGs (500x375) through train.py's data
+  pipeline (decode, random-resized crop, flip, colour jitter, normalise) on the same cores,
+  as a ratio to the synthetic-tensor training speed; and the replay rate of an exact resume
+  (``exact_data_resume``: the pipeline decodes and augments the skipped steps again);
+* ``--checkpoint_every N``: what a recovery checkpoint costs (``save_checkpoint_steps``), as a
+  share of the training time of N steps.
 
     python benchmark.py --model_size 2.0x --group 3 --batch_size 32 --image_size 224
     python benchmark.py --paths fast,onnx        # skip the slow plain path
     python benchmark.py --paths fast --profile /tmp/prof   # and where the fast path's time goes
+    python benchmark.py --model_size 1.0x --paths fast --latency
+    python benchmark.py --paths fast --real_jpeg 256 --checkpoint_every 200
 """
 import argparse
 import collections
@@ -46,14 +58,28 @@ def parse_args(argv):
     parser.add_argument("--profile", default="", metavar="DIR",
                         help="also profile the fast path (MindSpore profiler output in DIR) and print the "
                              "time per operator")
+    parser.add_argument("--latency", action="store_true",
+                        help="also batch-1 inference latency: fast path and ONNX Runtime, p50/p90 ms per image")
+    parser.add_argument("--latency_runs", type=int, default=50, help="timed batch-1 runs (default 50)")
+    parser.add_argument("--real_jpeg", type=int, default=0, metavar="N",
+                        help="also train on N generated 500x375 JPEGs through train.py's data pipeline")
+    parser.add_argument("--num_parallel_workers", type=int, default=0,
+                        help="data workers for --real_jpeg (0: as train.py picks)")
+    parser.add_argument("--checkpoint_every", type=int, default=0, metavar="N",
+                        help="also the cost of a recovery checkpoint every N steps")
     args = parser.parse_args(argv)
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
     bad = [p for p in paths if p not in PATHS]
     if bad or not paths:
         parser.error(f"--paths {args.paths!r}: unknown path(s) {bad}; choose from {list(PATHS)}")
-    for key in ("batch_size", "steps", "plain_steps"):
+    for key in ("batch_size", "steps", "plain_steps", "latency_runs"):
         if getattr(args, key) < 1:
             parser.error(f"--{key} must be at least 1, got {getattr(args, key)}")
+    for key in ("real_jpeg", "checkpoint_every", "num_parallel_workers"):
+        if getattr(args, key) < 0:
+            parser.error(f"--{key} must be 0 or more, got {getattr(args, key)}")
+    if 0 < args.real_jpeg < 2 * args.batch_size:
+        parser.error(f"--real_jpeg {args.real_jpeg}: give at least two batches ({2 * args.batch_size} images)")
     if args.image_size < 32:
         parser.error(f"--image_size must be at least 32, got {args.image_size}")
     args.paths = paths
@@ -79,8 +105,8 @@ def _throughput(step, batch, steps):
     return first, batch * steps / (time.perf_counter() - start)
 
 
-def _steps(args, conv_impl):
-    """(network, train step, inference step) on fixed random data, as train.py trains."""
+def _steps(args, conv_impl, batch_size=None):
+    """(path used, train step, inference step, train cell, network) on fixed random data, as train.py trains."""
     import mindspore as ms
     import mindspore.nn as nn
 
@@ -93,26 +119,27 @@ def _steps(args, conv_impl):
     used = resolve_conv_impl(conv_impl)
     if used == "fast":
         accelerate(net)
+    batch_size = batch_size or args.batch_size
     rng = np.random.RandomState(0)
-    images = ms.Tensor(rng.standard_normal((args.batch_size, 3, args.image_size, args.image_size)), ms.float32)
-    labels = ms.Tensor(rng.randint(0, args.num_classes, (args.batch_size,)), ms.int32)
+    images = ms.Tensor(rng.standard_normal((batch_size, 3, args.image_size, args.image_size)), ms.float32)
+    labels = ms.Tensor(rng.randint(0, args.num_classes, (batch_size,)), ms.int32)
     loss = CrossEntropySmooth(num_classes=args.num_classes, smooth_factor=0.1)
     opt = nn.Momentum(net.trainable_params(), learning_rate=0.01, momentum=0.9, weight_decay=4e-5)
     train_step = nn.TrainOneStepCell(nn.WithLossCell(net, loss), opt)
 
-    def train():
+    def train(x=images, y=labels):
         train_step.set_train(True)
-        return train_step(images, labels)
+        return train_step(x, y)
 
     def infer():
         net.set_train(False)
         return net(images)
-    return used, train, infer
+    return used, train, infer, train_step, net
 
 
 def bench_mindspore(args, conv_impl, steps):
     """Train and inference throughput of one convolution path; returns a dict."""
-    used, train_step, infer_step = _steps(args, conv_impl)
+    used, train_step, infer_step, _, _ = _steps(args, conv_impl)
     compile_train, train = _throughput(train_step, args.batch_size, steps)
     compile_infer, infer = _throughput(infer_step, args.batch_size, steps)
     return {"used": used, "train": train, "infer": infer,
@@ -122,7 +149,7 @@ def bench_mindspore(args, conv_impl, steps):
 def profile_fast_path(args, out_dir, steps=2, top=16):
     """Profile train and inference steps of the fast path; print milliseconds per step by operator."""
     import mindspore as ms
-    _, train_step, infer_step = _steps(args, "fast")
+    _, train_step, infer_step, _, _ = _steps(args, "fast")
     for name, step in (("train", train_step), ("infer", infer_step)):
         _sync(step())  # compile outside the profile
         folder = os.path.join(out_dir, name)
@@ -155,8 +182,8 @@ def _print_profile(name, folder, steps, top):
         print(f"  {ms_:8.1f} ms {100 * ms_ / total:5.1f}%  {where} {op_type}")
 
 
-def bench_onnx(args, steps):
-    """ONNX Runtime inference throughput of the exported plain-path network (img/s)."""
+def _onnx_session(args, batch_size):
+    """An ONNX Runtime session of the exported plain-path network (what export.py writes) and its input name."""
     import mindspore as ms
     import onnxruntime as ort
 
@@ -166,19 +193,101 @@ def bench_onnx(args, steps):
     ms.set_seed(0)
     net = ShuffleNetV1(args.model_size, args.group, num_classes=args.num_classes)
     net.set_train(False)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_network(use_exportable_pooling(net), os.path.join(tmp, "shufflenetv1"), "ONNX",
+                              batch_size, args.image_size)
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return session, session.get_inputs()[0].name
+
+
+def bench_onnx(args, steps):
+    """ONNX Runtime inference throughput of the exported plain-path network (img/s)."""
+    session, name = _onnx_session(args, args.batch_size)
     images = np.random.RandomState(0).standard_normal(
         (args.batch_size, 3, args.image_size, args.image_size)).astype(np.float32)
-    with tempfile.TemporaryDirectory() as tmp:  # what export.py writes
-        path = export_network(use_exportable_pooling(net), os.path.join(tmp, "shufflenetv1"), "ONNX",
-                              args.batch_size, args.image_size)
-        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
     run = lambda: session.run(None, {name: images})  # noqa: E731
     run()
     start = time.perf_counter()
     for _ in range(steps):
         run()
     return args.batch_size * steps / (time.perf_counter() - start)
+
+
+def _percentiles(run, runs, warmup=3):
+    """(p50, p90) milliseconds of ``run()`` over ``runs`` calls after ``warmup`` ones."""
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) * 1000)
+    return float(np.percentile(times, 50)), float(np.percentile(times, 90))
+
+
+def bench_latency(args):
+    """Batch-1 inference latency (p50, p90 ms) of the fast path and of ONNX Runtime on the same export."""
+    used, _, infer_step, _, _ = _steps(args, "fast", batch_size=1)
+    result = {"fast": _percentiles(lambda: _sync(infer_step()), args.latency_runs), "fast_used": used}
+    session, name = _onnx_session(args, 1)
+    image = np.random.RandomState(0).standard_normal((1, 3, args.image_size, args.image_size)).astype(np.float32)
+    result["onnx"] = _percentiles(lambda: session.run(None, {name: image}), args.latency_runs)
+    return result
+
+
+def bench_real_jpeg(args, synthetic_train):
+    """Fast-path training on photo-sized JPEGs through train.py's pipeline; and an exact resume's replay rate."""
+    import mindspore.dataset as ds
+
+    from src.dataset import create_dataset
+    from src.synthetic import make_photo_folder
+
+    _, train_step, _, _, _ = _steps(args, "fast")
+    classes = min(4, args.num_classes)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = make_photo_folder(os.path.join(tmp, "photos"), num_classes=classes,
+                                   per_class=-(-args.real_jpeg // classes))
+        data = create_dataset(folder, do_train=True, batch_size=args.batch_size, image_size=args.image_size,
+                              num_parallel_workers=args.num_parallel_workers, seed=1)
+        steps = data.get_dataset_size()
+        iterator = data.create_tuple_iterator(num_epochs=1)
+        images, labels = next(iterator)
+        _sync(train_step(images, labels))  # compile and warm up, as the synthetic measurement does
+        start = time.perf_counter()
+        for images, labels in iterator:
+            out = train_step(images, labels)
+        _sync(out)
+        real = args.batch_size * (steps - 1) / (time.perf_counter() - start)
+        # An exact resume (exact_data_resume) restarts the pipeline at a step by decoding and augmenting
+        # the steps before it again (no training): the time to its first batch per skipped image.
+        ds.config.set_fast_recovery(False)
+        resumed = create_dataset(folder, do_train=True, batch_size=args.batch_size, image_size=args.image_size,
+                                 num_parallel_workers=args.num_parallel_workers, seed=1)
+        resumed.set_init_step(steps - 1)
+        start = time.perf_counter()
+        next(resumed.create_tuple_iterator(num_epochs=1))
+        replay = args.batch_size * (steps - 1) / (time.perf_counter() - start)
+        ds.config.set_fast_recovery(True)
+    return {"train": real, "ratio": real / synthetic_train, "replay": replay}
+
+
+def bench_checkpoint(args, every, step_seconds):
+    """Time of one recovery checkpoint of the fast-path training state, and its share of ``every`` steps."""
+    from src.callbacks import CheckpointSaver
+
+    _, train_step, _, cell, _ = _steps(args, "fast")
+    _sync(train_step())
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        saver = CheckpointSaver(tmp, steps_per_epoch=10 ** 6, keep_max=5, total_epochs=1, every_steps=every,
+                                extra={"model_size": args.model_size})
+        for k in range(1, 6):
+            start = time.perf_counter()
+            saver.save(cell, k * every)
+            times.append(time.perf_counter() - start)
+        size = os.path.getsize(saver.last_saved)
+    save = float(np.median(times))
+    return {"save_ms": save * 1000, "mib": size / 2 ** 20, "share": save / (every * step_seconds)}
 
 
 def main(argv=None):
@@ -211,9 +320,31 @@ def main(argv=None):
               f"infer {fast['infer'] / plain['infer']:.1f}x")
     if "fast" in results and "onnx" in results:
         print(f"ratio onnx/fast: infer {results['onnx']['infer'] / results['fast']['infer']:.2f}x")
-    print(f"load average after: {os.getloadavg()[0]:.2f}")
 
-    # 4. optionally, where the fast path's time goes
+    # 4. optional measurements
+    if args.latency:
+        lat = bench_latency(args)
+        results["latency"] = lat
+        (f50, f90), (o50, o90) = lat["fast"], lat["onnx"]
+        print(f"latency fast: batch 1, p50 {f50:.2f} ms, p90 {f90:.2f} ms per image", flush=True)
+        print(f"latency onnx: batch 1, p50 {o50:.2f} ms, p90 {o90:.2f} ms per image", flush=True)
+        print(f"ratio fast/onnx: batch-1 speed {o50 / f50:.2f}x (p50)", flush=True)
+    needs_train = args.real_jpeg or args.checkpoint_every
+    if needs_train and "fast" not in results:
+        results["fast"] = bench_mindspore(args, "fast", args.steps)
+    if args.real_jpeg:
+        real = bench_real_jpeg(args, results["fast"]["train"])
+        results["real_jpeg"] = real
+        print(f"real jpeg: train {real['train']:.1f} img/s on {args.real_jpeg} JPEGs of 500x375 through train.py's "
+              f"pipeline, {real['ratio']:.2f}x the synthetic-tensor speed", flush=True)
+        print(f"exact resume: the pipeline replays {real['replay']:.0f} img/s (decoding and augmenting the skipped "
+              "steps)", flush=True)
+    if args.checkpoint_every:
+        ckpt = bench_checkpoint(args, args.checkpoint_every, args.batch_size / results["fast"]["train"])
+        results["checkpoint"] = ckpt
+        print(f"checkpoint: {ckpt['save_ms']:.0f} ms per save ({ckpt['mib']:.1f} MiB); every "
+              f"{args.checkpoint_every} steps {100 * ckpt['share']:.2f}% of the training time", flush=True)
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
     if args.profile:
         profile_fast_path(args, args.profile)
     return results

@@ -74,9 +74,15 @@ def run_train(cfg):
               f"step {total_steps}", flush=True)
         return None
     if state.start_step:
-        # The remaining steps read the images, in the order and with the augmentation, of an uninterrupted run.
+        # The data pipeline starts at the resume step: in the order of an uninterrupted run, and (replaying
+        # the decoding and augmentation of the skipped steps, no training) with its augmentation too.
         ds.config.set_fast_recovery(not cfg.exact_data_resume)
         train_ds.set_init_step(state.start_step)
+        skipped = state.start_step * cfg.batch_size
+        print(f"data: replaying the pipeline over the {skipped} images before the resume step (no training), so that "
+              "the remaining steps see the data of an uninterrupted run" if cfg.exact_data_resume else
+              f"data: skipping the {skipped} images before the resume step at once: the same order as an "
+              "uninterrupted run, other augmentation (--exact_data_resume True replays them)", flush=True)
 
     # 4. Loss, learning rate, optimizer, Model.
     loss = CrossEntropySmooth(num_classes=cfg.num_classes, smooth_factor=cfg.label_smooth_factor)

@@ -10,7 +10,7 @@ import os
 import numpy as np
 from PIL import Image
 
-__all__ = ["SHAPES", "make_shapes_dataset"]
+__all__ = ["SHAPES", "make_shapes_dataset", "make_photo_folder"]
 
 SHAPES = ("hstripes", "vstripes", "checker", "dots", "diagonal", "rings")
 
@@ -76,3 +76,35 @@ def make_shapes_dataset(root, num_classes=4, train_per_class=100, val_per_class=
     with open(stamp, "w", encoding="utf-8") as fh:
         json.dump(spec, fh)
     return train_dir, val_dir
+
+
+def _photo(width, height, rng):
+    """A photo-sized picture: smooth colour gradients, a wavy texture and sensor-like noise (a JPEG of it
+    is about as large, and as slow to decode, as a photo of that size)."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    pixels = rng.uniform(0, 255, 3) + (xx / width)[..., None] * rng.uniform(-120, 120, 3) \
+        + (yy / height)[..., None] * rng.uniform(-120, 120, 3)
+    period = rng.uniform(6, 40)
+    pixels = pixels + 40 * (np.sin(xx / period + rng.uniform(0, 6)) * np.cos(yy / (1.3 * period)))[..., None]
+    pixels = pixels + rng.normal(0, 18, (height, width, 3))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+
+
+def make_photo_folder(root, num_classes=4, per_class=64, size=(500, 375), seed=0):
+    """Write ``root/<class>/*.jpg`` of photo-sized JPEGs (ImageNet's typical 500x375, quality 90), for timing
+    the data pipeline on real-size images; reuse them if already there. Returns ``root``."""
+    spec = {"num_classes": num_classes, "per_class": per_class, "size": list(size), "seed": seed, "version": 1}
+    stamp = os.path.join(root, "photos.json")
+    if os.path.isfile(stamp):
+        with open(stamp, encoding="utf-8") as fh:
+            if json.load(fh) == spec:
+                return root
+    rng = np.random.RandomState(seed)
+    for label in range(num_classes):
+        folder = os.path.join(root, f"class_{label}")
+        os.makedirs(folder, exist_ok=True)
+        for i in range(per_class):
+            _photo(size[0], size[1], rng).save(os.path.join(folder, f"photo_{i:04d}.jpg"), quality=90)
+    with open(stamp, "w", encoding="utf-8") as fh:
+        json.dump(spec, fh)
+    return root

@@ -7,8 +7,9 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# PyNative: the output and the ratios are checked here, not graph-mode speed (no graph compile per path)
 SMALL = ["--model_size", "0.5x", "--batch_size", "2", "--image_size", "32", "--num_classes", "5", "--steps", "1",
-         "--plain_steps", "1"]
+         "--plain_steps", "1", "--mode", "PYNATIVE"]
 _PATH_LINE = r"^{}: train ([\d.]+) img/s, infer ([\d.]+) img/s$"
 
 
@@ -35,9 +36,32 @@ def test_benchmark_prints_one_line_per_path_and_the_ratios():
     assert re.search(r"^ratio onnx/fast: infer [\d.]+x$", out, re.M), out
 
 
+@pytest.mark.slow
+def test_benchmark_latency_real_jpeg_and_checkpoint_cost():
+    proc = _run(["benchmark.py", *SMALL, "--paths", "fast", "--latency", "--latency_runs", "3", "--real_jpeg", "8",
+                 "--checkpoint_every", "200"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    lat = {path: [float(v) for v in re.search(rf"^latency {path}: batch 1, p50 ([\d.]+) ms, p90 ([\d.]+) ms per "
+                                              r"image$", out, re.M).groups()] for path in ("fast", "onnx")}
+    assert all(0 < p50 <= p90 for p50, p90 in lat.values()), out
+    ratio = re.search(r"^ratio fast/onnx: batch-1 speed ([\d.]+)x \(p50\)$", out, re.M)
+    # (ratios of the unrounded figures: the printed ones are rounded to 2 and 1 decimals)
+    assert float(ratio.group(1)) == pytest.approx(lat["onnx"][0] / lat["fast"][0], rel=0.02, abs=0.006)
+    real = re.search(r"^real jpeg: train ([\d.]+) img/s on 8 JPEGs of 500x375 through train.py's pipeline, "
+                     r"([\d.]+)x the synthetic-tensor speed$", out, re.M)
+    fast = float(re.search(_PATH_LINE.format("fast"), out, re.M).group(1))
+    assert real and float(real.group(2)) == pytest.approx(float(real.group(1)) / fast, rel=0.02, abs=0.006), out
+    assert re.search(r"^exact resume: the pipeline replays \d+ img/s", out, re.M), out
+    ckpt = re.search(r"^checkpoint: (\d+) ms per save \(([\d.]+) MiB\); every 200 steps ([\d.]+)% of the training "
+                     r"time$", out, re.M)
+    assert ckpt and float(ckpt.group(2)) > 1 and float(ckpt.group(3)) > 0, out
+
+
 @pytest.mark.parametrize("args,message", [(["--paths", "fast,gpu"], "unknown path(s) ['gpu']"),
                                           (["--image_size", "16"], "--image_size must be at least 32"),
-                                          (["--steps", "0"], "--steps must be at least 1")])
+                                          (["--steps", "0"], "--steps must be at least 1"),
+                                          (["--real_jpeg", "3"], "give at least two batches")])
 def test_benchmark_rejects_bad_arguments(args, message):
     proc = _run(["benchmark.py", *args], timeout=120)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
@@ -54,7 +78,7 @@ print(f"fake ShuffleNetV1 {size} batch {batch} {px}px: train {speeds[0]} img/s, 
 def test_compare_with_yardstick_table(tmp_path):
     (tmp_path / "torch_bench.py").write_text(_FAKE_YARDSTICK)
     proc = _run(["tools/compare_with_yardstick.py", "--bench_dir", str(tmp_path), "--model_sizes", "0.5x",
-                 "--batch_size", "2", "--image_size", "32", "--paths", "fast,onnx"])
+                 "--batch_size", "2", "--image_size", "32", "--paths", "fast,onnx", "--mode", "PYNATIVE"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = re.findall(r"^\| 0\.5x g3 \| (train|infer) \| (MindSpore fast|ONNX Runtime) \| ([\d.]+) \| ([\d.]+) \| "
                       r"([\d.]+)x \|$", proc.stdout, re.M)

@@ -37,7 +37,8 @@ def data(tmp_path_factory):
 def args(data, out):
     return ["--device_target", "CPU", "--model_size", "0.5x", "--num_classes", "3", "--image_size", "32",
             "--batch_size", "12", "--epoch_size", str(EPOCHS), "--lr_max", "0.01", "--warmup_epochs", "1",
-            "--num_parallel_workers", "2", "--keep_checkpoint_max", "2", "--log_interval", "1",
+            "--num_parallel_workers", "2", "--keep_checkpoint_max", "2", "--log_interval", "1", "--exact_data_resume",
+            "True",
             "--save_checkpoint_steps", str(EVERY), "--eval_interval", "1", "--eval_dataset_path", data[1],
             "--train_dataset_path", data[0], "--save_ckpt_path", str(out), "--resume", "auto"]
 

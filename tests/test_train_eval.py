@@ -38,11 +38,11 @@ def straight_run(data, tmp_path_factory):
     """A straight 4-epoch run; later tests read its outputs."""
     out = tmp_path_factory.mktemp("straight")
     proc = train(["--train_dataset_path", data[0], "--save_ckpt_path", str(out / "ckpt")], out)
-    return out / "ckpt", proc.stdout
+    return out / "ckpt", proc.stdout, proc.stderr
 
 
 def test_training_progress_checkpoints_and_curves(straight_run):
-    ckpt_dir, stdout = straight_run
+    ckpt_dir, stdout, _ = straight_run
     logged = read_jsonl(ckpt_dir / "train_log.jsonl")
     assert [r["epoch"] for r in logged] == [1, 2, 3, 4]
     assert logged[-1]["loss"] < logged[0]["loss"], [r["loss"] for r in logged]
@@ -63,6 +63,19 @@ def test_training_progress_checkpoints_and_curves(straight_run):
     params = ms.load_checkpoint(str(ckpt_dir / f"shufflenetv1-4_{STEPS}.ckpt"))
     assert (params["model_size"], int(params["group"].asnumpy()), int(params["num_classes"].asnumpy()),
             int(params["image_size"].asnumpy()), params["pool_pad"]) == ("0.5x", 3, 3, 32, "same")
+
+
+def test_graph_mode_training_on_the_cpu_kernels_is_quiet_and_updates_bn_statistics(straight_run):
+    """Unused kernel outputs once made graph mode warn ("side effect nodes were eliminated by mistake")
+    for every BN of the network on every compile; the native BN must still update its moving statistics
+    (nn.BatchNorm2d starts them at 0 and 1)."""
+    ckpt_dir, _, stderr = straight_run
+    assert "eliminated by mistake" not in stderr, stderr[-3000:]
+    params = ms.load_checkpoint(str(ckpt_dir / f"shufflenetv1-4_{STEPS}.ckpt"))
+    # (the BNs after convolutions of zero-mean inputs keep a moving mean of about 0: these two see ReLU outputs)
+    for name in ("first_conv.1.moving_mean", "features.5.branch_main_1.1.moving_mean"):
+        assert np.abs(params[name].asnumpy()).max() > 1e-3, name
+    assert np.abs(params["features.5.branch_main_1.1.moving_variance"].asnumpy() - 1).max() > 1e-3
 
 
 def test_lr_follows_the_schedule(straight_run):
@@ -94,8 +107,10 @@ def test_resume_from_an_epoch_checkpoint_continues_exactly(straight_run, data, t
     resumed = tmp_path / "resumed"
     resumed.mkdir()
     shutil.copy(straight_run[0] / f"shufflenetv1-2_{STEPS}.ckpt", resumed)
-    proc = train(["--train_dataset_path", data[0], "--save_ckpt_path", str(resumed), "--resume", "auto"], tmp_path)
+    proc = train(["--train_dataset_path", data[0], "--save_ckpt_path", str(resumed), "--resume", "auto",
+                  "--exact_data_resume", "True"], tmp_path)  # (default_config.yaml: off, for ImageNet's sake)
     assert f"resume auto: continuing from {resumed / f'shufflenetv1-2_{STEPS}.ckpt'}" in proc.stdout
+    assert f"data: replaying the pipeline over the {2 * STEPS * 12} images before the resume step" in proc.stdout
     assert "epochs 3-4" in proc.stdout
     straight = {r["epoch"]: r for r in read_jsonl(straight_run[0] / "train_log.jsonl")}
     again = read_jsonl(resumed / "train_log.jsonl")

@@ -33,6 +33,8 @@ def parse_args(argv):
     parser.add_argument("--image_size", type=int, default=224)
     parser.add_argument("--paths", default="fast,onnx", help="benchmark.py --paths (default fast,onnx)")
     parser.add_argument("--rounds", type=int, default=1, help="measurements of each (default 1)")
+    parser.add_argument("--mode", default="GRAPH", choices=("GRAPH", "PYNATIVE"),
+                        help="benchmark.py --mode (default GRAPH, as train.py runs)")
     args = parser.parse_args(argv)
     script = os.path.join(args.bench_dir, "torch_bench.py")
     if not os.path.isfile(script):
@@ -62,7 +64,8 @@ def measure_torch(args, model_size):
 
 def measure_ours(args, model_size):
     out = _run([sys.executable, "benchmark.py", "--model_size", model_size, "--group", "3", "--batch_size",
-                str(args.batch_size), "--image_size", str(args.image_size), "--paths", args.paths], cwd=ROOT)
+                str(args.batch_size), "--image_size", str(args.image_size), "--paths", args.paths, "--mode", args.mode],
+               cwd=ROOT)
     result = {}
     for path, train, infer in _OURS_LINE.findall(out):
         result[path] = {"train": float(train), "infer": float(infer)}
