@@ -27,8 +27,10 @@ venv-test: $(VENV)/.installed-test
 demo: venv
 	$(PY) demo.py
 
+# Two workers, a module on one worker at a time (its fixtures are built once): the entry points the
+# tests start compile their graphs on one core, so two run side by side on 2 cores.
 test: venv-test
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest tests -n 2 --dist loadfile $(PYTEST_ARGS)
 
 clean:
 	rm -rf demo_output .pytest_cache

@@ -1,4 +1,4 @@
-"""Shared test set-up: run from the repo root, MindSpore on CPU."""
+"""Shared test set-up: run from the repo root, MindSpore on CPU; the longest modules first."""
 import os
 import sys
 
@@ -24,9 +24,22 @@ def _mindspore_cpu():
 
 
 @pytest.fixture(autouse=True)
-def _keep_execution_mode():
-    """A test that switches to GRAPH (or PYNATIVE) mode does not leave it to the next one."""
+def _pynative_unless_the_test_says_otherwise():
+    """Every test starts in MindSpore's default PyNative mode and leaves it so: a GRAPH mode set by an
+    earlier test or fixture (export.main sets the config's mode) makes single passes compile graphs."""
     import mindspore as ms
-    mode = ms.get_context("mode")
+    ms.set_context(mode=ms.PYNATIVE_MODE)
     yield
-    ms.set_context(mode=mode)
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+
+
+# Modules that run many entry points (minutes each), longest first: with `make test`'s two
+# workers (pytest-xdist, one module per worker at a time) starting them first keeps both
+# workers busy to the end.
+_LONGEST_FIRST = ("test_distributed.py", "test_transfer.py", "test_configs_on_cpu.py", "test_train_eval.py",
+                  "test_fault_tolerance.py", "test_demo.py", "test_fast_conv.py", "test_export.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(os.path.basename(str(item.fspath)), len(rank)))

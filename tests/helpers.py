@@ -56,10 +56,11 @@ def run_entry(script, args, cwd, check=True, env=None, timeout=600, compile_cach
     """Run ``python ROOT/script args`` in ``cwd``; returns the CompletedProcess (AssertionError if it fails
     and ``check``).
 
-    ``compile_cache``: a name; runs given the same name reuse the graphs MindSpore compiled in the
-    first of them (its compile cache), for tests that run the same network several times (resume).
-    Give one name only to runs of the same variant, sizes and settings: MindSpore's cache does not
-    notice a changed variant or size by itself.
+    ``compile_cache``: a name; runs of ``script`` given the same name reuse the graphs MindSpore
+    compiled in the first of them (its compile cache), for tests that run the same network several
+    times (resume). Give one name only to runs of the same variant, sizes and settings: MindSpore's
+    cache numbers a process's graphs in compile order and checks only the source files, so it does
+    not notice a changed variant or size by itself (a folder per script keeps scripts apart).
     """
     import os
     import subprocess
