@@ -13,19 +13,24 @@ ratios. Compare with the PyTorch yardstick run in the same session on the same m
 (tools/compare_with_yardstick.py does both in one run). Optional measurements:
 
 * ``--latency``: batch-1 inference, ms per image (p50 and p90 of ``--latency_runs``), of the
-  fast path (MindSpore, graph mode) and of ONNX Runtime on the same network's export;
+  fast path (MindSpore, graph mode) and of ONNX Runtime on the same network's export, in turns;
 * ``--real_jpeg N``: training on N photo-sized JPEGs (500x375) through train.py's data
   pipeline (decode, random-resized crop, flip, colour jitter, normalise) on the same cores,
   as a ratio to the synthetic-tensor training speed; and the replay rate of an exact resume
   (``exact_data_resume``: the pipeline decodes and augments the skipped steps again);
 * ``--checkpoint_every N``: what a recovery checkpoint costs (``save_checkpoint_steps``), as a
-  share of the training time of N steps.
+  share of the training time of N steps;
+* ``--limit``: this machine's limit for the network, the float32 peak measured here (fused
+  multiply-add chains on every kernel thread) over the FLOPs per image (multiply-adds of every
+  convolution and the classifier, counted on the network; a training step taken as 3x the
+  forward), and the fast path's share of it.
 
     python benchmark.py --model_size 2.0x --group 3 --batch_size 32 --image_size 224
     python benchmark.py --paths fast,onnx        # skip the slow plain path
     python benchmark.py --paths fast --profile /tmp/prof   # and where the fast path's time goes
     python benchmark.py --model_size 1.0x --paths fast --latency
     python benchmark.py --paths fast --real_jpeg 256 --checkpoint_every 200
+    python benchmark.py --paths fast --limit
 """
 import argparse
 import collections
@@ -65,6 +70,9 @@ def parse_args(argv):
                         help="also train on N generated 500x375 JPEGs through train.py's data pipeline")
     parser.add_argument("--num_parallel_workers", type=int, default=0,
                         help="data workers for --real_jpeg (0: as train.py picks)")
+    parser.add_argument("--limit", action="store_true",
+                        help="also the machine's limit: measured float32 peak over the network's FLOPs per image, "
+                             "and the fast path's share of it")
     parser.add_argument("--checkpoint_every", type=int, default=0, metavar="N",
                         help="also the cost of a recovery checkpoint every N steps")
     args = parser.parse_args(argv)
@@ -127,12 +135,20 @@ def _steps(args, conv_impl, batch_size=None):
     opt = nn.Momentum(net.trainable_params(), learning_rate=0.01, momentum=0.9, weight_decay=4e-5)
     train_step = nn.TrainOneStepCell(nn.WithLossCell(net, loss), opt)
 
+    # set_train walks every Cell (2-3 ms for a ShuffleNetV1): once per switch, not inside the timed calls
+    mode = {"training": None}
+
+    def use(training):
+        if mode["training"] is not training:
+            (train_step if training else net).set_train(training)
+            mode["training"] = training
+
     def train(x=images, y=labels):
-        train_step.set_train(True)
+        use(True)
         return train_step(x, y)
 
     def infer():
-        net.set_train(False)
+        use(False)
         return net(images)
     return used, train, infer, train_step, net
 
@@ -213,26 +229,79 @@ def bench_onnx(args, steps):
     return args.batch_size * steps / (time.perf_counter() - start)
 
 
-def _percentiles(run, runs, warmup=3):
-    """(p50, p90) milliseconds of ``run()`` over ``runs`` calls after ``warmup`` ones."""
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - start) * 1000)
-    return float(np.percentile(times, 50)), float(np.percentile(times, 90))
+def _percentiles(runs_by_name, runs, warmup=3, block=10):
+    """{name: (p50, p90) milliseconds} of each ``run()`` of ``runs_by_name``, over ``runs`` calls after ``warmup``.
+
+    The runs take turns in blocks of ``block`` calls, so that a slow spell of a shared machine
+    falls on all of them alike and their ratio holds (call by call, the threads one leaves
+    spinning, ONNX Runtime's, would slow the other down).
+    """
+    times = {name: [] for name in runs_by_name}
+    for first in range(0, runs, block):
+        for name, run in runs_by_name.items():
+            for _ in range(warmup):
+                run()
+            for _ in range(min(block, runs - first)):
+                start = time.perf_counter()
+                run()
+                times[name].append((time.perf_counter() - start) * 1000)
+    return {name: (float(np.percentile(t, 50)), float(np.percentile(t, 90))) for name, t in times.items()}
 
 
 def bench_latency(args):
-    """Batch-1 inference latency (p50, p90 ms) of the fast path and of ONNX Runtime on the same export."""
+    """Batch-1 inference latency (p50, p90 ms) of the fast path and of ONNX Runtime on the same export, taking turns."""
     used, _, infer_step, _, _ = _steps(args, "fast", batch_size=1)
-    result = {"fast": _percentiles(lambda: _sync(infer_step()), args.latency_runs), "fast_used": used}
     session, name = _onnx_session(args, 1)
     image = np.random.RandomState(0).standard_normal((1, 3, args.image_size, args.image_size)).astype(np.float32)
-    result["onnx"] = _percentiles(lambda: session.run(None, {name: image}), args.latency_runs)
+    result = _percentiles({"fast": lambda: _sync(infer_step()), "onnx": lambda: session.run(None, {name: image})},
+                          args.latency_runs)
+    result["fast_used"] = used
     return result
+
+
+def forward_macs(args):
+    """Multiply-adds of one image's forward pass (every convolution and the classifier), counted on the plain network."""
+    import mindspore as ms
+    import mindspore.nn as nn
+
+    from src.shufflenetv1 import ShuffleNetV1
+
+    counts = []
+
+    def count(cell, inputs, output):
+        if isinstance(cell, nn.Conv2d):
+            counts.append(int(np.prod(output.shape[1:])) * cell.kernel_size[0] * cell.kernel_size[1]
+                          * cell.in_channels // cell.group)
+        else:
+            counts.append(cell.in_channels * cell.out_channels)
+
+    mode = ms.get_context("mode")
+    ms.set_context(mode=ms.PYNATIVE_MODE)  # (forward hooks run in PyNative mode)
+    try:
+        net = ShuffleNetV1(args.model_size, args.group, num_classes=args.num_classes)
+        net.set_train(False)
+        for _, cell in net.cells_and_names():
+            if isinstance(cell, (nn.Conv2d, nn.Dense)):
+                cell.register_forward_hook(count)
+        net(ms.Tensor(np.zeros((1, 3, args.image_size, args.image_size), np.float32)))
+    finally:
+        ms.set_context(mode=mode)
+    return sum(counts)
+
+
+def bench_limit(args, fast):
+    """The machine's limit for this network: measured float32 peak / FLOPs per image; and the fast path's share."""
+    from src.fast_ops import native
+
+    peak = native.peak_gflops()
+    if peak is None:
+        raise SystemExit("error: --limit needs the native kernels (python -m src.fast_ops says why they do not build)")
+    macs = forward_macs(args)
+    # A training step: forward, input gradient and weight gradient, each about the forward's work.
+    train = peak * 1e9 / (3 * 2 * macs)
+    infer = peak * 1e9 / (2 * macs)
+    return {"peak": peak, "macs": macs, "train": train, "infer": infer, "train_share": fast["train"] / train,
+            "infer_share": fast["infer"] / infer}
 
 
 def bench_real_jpeg(args, synthetic_train):
@@ -329,7 +398,7 @@ def main(argv=None):
         print(f"latency fast: batch 1, p50 {f50:.2f} ms, p90 {f90:.2f} ms per image", flush=True)
         print(f"latency onnx: batch 1, p50 {o50:.2f} ms, p90 {o90:.2f} ms per image", flush=True)
         print(f"ratio fast/onnx: batch-1 speed {o50 / f50:.2f}x (p50)", flush=True)
-    needs_train = args.real_jpeg or args.checkpoint_every
+    needs_train = args.real_jpeg or args.checkpoint_every or args.limit
     if needs_train and "fast" not in results:
         results["fast"] = bench_mindspore(args, "fast", args.steps)
     if args.real_jpeg:
@@ -344,6 +413,14 @@ def main(argv=None):
         results["checkpoint"] = ckpt
         print(f"checkpoint: {ckpt['save_ms']:.0f} ms per save ({ckpt['mib']:.1f} MiB); every "
               f"{args.checkpoint_every} steps {100 * ckpt['share']:.2f}% of the training time", flush=True)
+    if args.limit:
+        limit = bench_limit(args, results["fast"])
+        results["limit"] = limit
+        print(f"limit: {limit['peak']:.0f} GFLOP/s float32 peak measured on this machine; {limit['macs'] / 1e6:.1f} M "
+              f"multiply-adds per image forward, 3x that per training step: at most {limit['train']:.1f} img/s "
+              f"training, {limit['infer']:.1f} img/s inference", flush=True)
+        print(f"share of the limit: fast path train {100 * limit['train_share']:.1f}%, infer "
+              f"{100 * limit['infer_share']:.1f}%", flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     if args.profile:
         profile_fast_path(args, args.profile)

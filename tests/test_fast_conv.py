@@ -121,13 +121,16 @@ def gemm(request, monkeypatch):
     return request.param
 
 
-@pytest.mark.parametrize("cin,cout,group,hw", [(6, 9, 3, (5, 7)), (6, 9, 3, (11, 12)), (4, 5, 1, (3, 5)),
-                                               (16, 8, 8, (2, 3))])
-def test_pointwise_matches_conv2d(mode, gemm, cin, cout, group, hw):
+# (batch 1: fewer GEMMs than 4 per thread, so each is cut into blocks of columns (28x28, 48x48)
+# or, for small planes, of rows (5x5: 32 rows per group in 3 blocks))
+@pytest.mark.parametrize("cin,cout,group,hw,batch", [(6, 9, 3, (5, 7), 3), (6, 9, 3, (11, 12), 3), (4, 5, 1, (3, 5), 3),
+                                                     (16, 8, 8, (2, 3), 3), (6, 9, 3, (28, 28), 1),
+                                                     (6, 24, 1, (48, 48), 1), (12, 96, 3, (5, 5), 1)])
+def test_pointwise_matches_conv2d(mode, gemm, cin, cout, group, hw, batch):
     plain = nn.Conv2d(cin, cout, 1, pad_mode="pad", padding=0, group=group, has_bias=False)
     fast = PointwiseConv2d(plain)
     assert fast.use_gemm == (gemm == "onednn")
-    check_against_plain(fast, plain, (3, cin, *hw))
+    check_against_plain(fast, plain, (batch, cin, *hw))
 
 
 @pytest.mark.parametrize("stride,shape", [(2, (2, 3, 9, 11)), (1, (2, 2, 6, 5)), (2, (1, 3, 8, 8))])
@@ -328,6 +331,7 @@ EVAL_TOL, TRAIN_TOL = 1e-6, 1e-4
 @pytest.mark.parametrize("model_size,group,size,batch,train,pool_pad", [
     ("0.5x", 3, 40, 2, False, "same"), ("0.5x", 8, 33, 2, False, "symmetric"), ("1.0x", 8, 32, 2, False, "same"),
     ("2.0x", 3, 32, 2, False, "symmetric"), ("0.5x", 3, 48, 4, True, "same"), ("1.0x", 3, 48, 4, True, "symmetric"),
+    ("1.0x", 3, 96, 1, False, "same"),  # batch 1: the 1x1 (+BN) kernels in blocks of columns (stem) and rows
 ])
 def test_accelerated_network_matches_plain(model_size, group, size, batch, train, pool_pad):
     ms.set_context(mode=ms.PYNATIVE_MODE)

@@ -6,8 +6,13 @@ img/s, infer Y img/s``) and ``benchmark.py`` for the same variant, batch and ima
 for each ``--model_sizes`` entry (group 3), then prints a Markdown table with the ratios
 (ours / PyTorch). Repeat with ``--rounds`` to see the noise; each round interleaves the two.
 
+``--torch_layouts`` picks PyTorch's memory formats: ``nchw`` (torch_bench.py as it is) and
+``channels_last`` (PyTorch's fastest eager CPU mode here: tools/torch_channels_last.py, the
+same steps on the yardstick's network in channels_last, run in the yardstick's folder).
+
     python tools/compare_with_yardstick.py --bench_dir ../shared/bench
     python tools/compare_with_yardstick.py --bench_dir ../shared/bench --model_sizes 1.0x --rounds 2
+    python tools/compare_with_yardstick.py --bench_dir ../shared/bench --model_sizes 2.0x --torch_layouts nchw
 
 The yardstick is only run as a separate program, never imported. ``--torch_python`` is
 the interpreter that has ``torch`` (default: this one; ``make test`` installs torch).
@@ -19,6 +24,8 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHANNELS_LAST_RUNNER = os.path.join(ROOT, "tools", "torch_channels_last.py")
+TORCH_LAYOUTS = ("channels_last", "nchw")
 _TORCH_LINE = re.compile(r"train ([\d.]+) img/s, infer ([\d.]+) img/s")
 _OURS_LINE = re.compile(r"^(fast|plain): train ([\d.]+) img/s, infer ([\d.]+) img/s", re.M)
 _ONNX_LINE = re.compile(r"^onnx: infer ([\d.]+) img/s", re.M)
@@ -33,6 +40,9 @@ def parse_args(argv):
     parser.add_argument("--image_size", type=int, default=224)
     parser.add_argument("--paths", default="fast,onnx", help="benchmark.py --paths (default fast,onnx)")
     parser.add_argument("--rounds", type=int, default=1, help="measurements of each (default 1)")
+    parser.add_argument("--torch_layouts", default="channels_last,nchw",
+                        help=f"PyTorch memory formats, comma-separated, from {', '.join(TORCH_LAYOUTS)} "
+                             "(default: both)")
     parser.add_argument("--mode", default="GRAPH", choices=("GRAPH", "PYNATIVE"),
                         help="benchmark.py --mode (default GRAPH, as train.py runs)")
     args = parser.parse_args(argv)
@@ -40,6 +50,13 @@ def parse_args(argv):
     if not os.path.isfile(script):
         parser.error(f"--bench_dir {args.bench_dir!r}: no torch_bench.py there (the PyTorch yardstick)")
     args.model_sizes = [m.strip() for m in args.model_sizes.split(",") if m.strip()]
+    args.torch_layouts = [m.strip() for m in args.torch_layouts.split(",") if m.strip()]
+    wrong = [m for m in args.torch_layouts if m not in TORCH_LAYOUTS]
+    if wrong or not args.torch_layouts:
+        parser.error(f"--torch_layouts {','.join(wrong) or '(empty)'}: choose from {', '.join(TORCH_LAYOUTS)}")
+    if "channels_last" in args.torch_layouts and not os.path.isfile(os.path.join(args.bench_dir, "torch_ref.py")):
+        parser.error(f"--bench_dir {args.bench_dir!r}: no torch_ref.py there (the yardstick's network, which "
+                     "channels_last runs); or pass --torch_layouts nchw")
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, got {args.rounds}")
     return args
@@ -52,13 +69,14 @@ def _run(cmd, cwd):
     return result.stdout
 
 
-def measure_torch(args, model_size):
-    out = _run([args.torch_python, "torch_bench.py", model_size, str(args.batch_size), str(args.image_size)],
+def measure_torch(args, model_size, layout):
+    script = "torch_bench.py" if layout == "nchw" else CHANNELS_LAST_RUNNER
+    out = _run([args.torch_python, script, model_size, str(args.batch_size), str(args.image_size)],
                cwd=args.bench_dir)
     match = _TORCH_LINE.search(out)
     if not match:
-        sys.exit(f"error: unexpected output of torch_bench.py (no 'train X img/s, infer Y img/s'):\n{out}")
-    print("  torch:", out.strip().splitlines()[-1], flush=True)
+        sys.exit(f"error: unexpected output of {os.path.basename(script)} (no 'train X img/s, infer Y img/s'):\n{out}")
+    print(f"  torch {layout}:", out.strip().splitlines()[-1], flush=True)
     return {"train": float(match.group(1)), "infer": float(match.group(2))}
 
 
@@ -89,12 +107,14 @@ def main(argv=None):
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
     rows = []
     for model_size in args.model_sizes:
-        torch_runs, our_runs = [], []
+        torch_runs, our_runs = {layout: [] for layout in args.torch_layouts}, []
         for round_ in range(args.rounds):
             print(f"{model_size} round {round_ + 1}/{args.rounds}", flush=True)
-            torch_runs.append(measure_torch(args, model_size))
+            for layout in args.torch_layouts:
+                torch_runs[layout].append(measure_torch(args, model_size, layout))
             our_runs.append(measure_ours(args, model_size))
-        torch = {key: _median([r[key] for r in torch_runs]) for key in ("train", "infer")}
+        torch = {layout: {key: _median([r[key] for r in runs]) for key in ("train", "infer")}
+                 for layout, runs in torch_runs.items()}
         for path in ("fast", "plain", "onnx"):
             if path not in our_runs[0]:
                 continue
@@ -102,12 +122,14 @@ def main(argv=None):
                 if key in our_runs[0][path]:
                     ours = _median([r[path][key] for r in our_runs])
                     rows.append((model_size, key, f"MindSpore {path}" if path != "onnx" else "ONNX Runtime",
-                                 ours, torch[key]))
+                                 ours, [torch[layout][key] for layout in args.torch_layouts]))
     print(f"\nload average after: {os.getloadavg()[0]:.2f}\n")
-    print("| variant | step | this repo | img/s | PyTorch img/s | ratio |")
-    print("|---|---|---|---|---|---|")
-    for model_size, key, what, ours, torch in rows:
-        print(f"| {model_size} g3 | {key} | {what} | {ours:.1f} | {torch:.1f} | {ours / torch:.2f}x |")
+    heads = [f"PyTorch {layout} img/s | ratio" for layout in args.torch_layouts]
+    print(f"| variant | step | this repo | img/s | {' | '.join(heads)} |")
+    print("|---|---|---|---|" + "---|---|" * len(heads))
+    for model_size, key, what, ours, torches in rows:
+        cells = " | ".join(f"{t:.1f} | {ours / t:.2f}x" for t in torches)
+        print(f"| {model_size} g3 | {key} | {what} | {ours:.1f} | {cells} |")
     return rows
 
 

@@ -26,6 +26,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstdint>
@@ -38,6 +39,10 @@
 #include <new>
 #include <thread>
 #include <vector>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(FAST_OPS_NO_CLONES)
 #define FAST_OPS_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -186,11 +191,17 @@ void parallel_for(int64_t total, const std::function<void(int64_t)> &fn) {
   Pool::instance().parallel_for(total, fn);
 }
 
-// fn(0..planes-1), planes of plane_size elements grouped into tasks of about 32K
+// fn(0..planes-1), planes of plane_size elements grouped into tasks of up to about 32K
 // elements: small planes (7x7, 14x14) one per task cost more in hand-out than in work.
+// Small tensors (batch 1) are still cut into 4 tasks per thread, of 2K elements or more,
+// so that no thread sits idle (one 32K task would hold a whole 7x7 layer at batch 1).
 template <typename Fn>
 void parallel_for_planes(int64_t planes, int64_t plane_size, const Fn &fn) {
-  const int64_t per_task = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(plane_size, 1));
+  const int64_t size = std::max<int64_t>(plane_size, 1);
+  const int64_t most = std::max<int64_t>(1, (int64_t{1} << 15) / size);
+  const int64_t least = std::max<int64_t>(1, ((int64_t{1} << 11) + size - 1) / size);
+  const int64_t even = (planes + 4 * Pool::instance().threads() - 1) / (4 * Pool::instance().threads());
+  const int64_t per_task = std::max(std::min(even, most), std::min(least, most));
   parallel_for((planes + per_task - 1) / per_task, [&](int64_t t) {
     const int64_t end = std::min(planes, (t + 1) * per_task);
     for (int64_t p = t * per_task; p < end; ++p) fn(p);
@@ -904,6 +915,60 @@ bool pw_dims(int64_t *x_shape, int64_t *w_shape, PwDims *d) {
   return true;
 }
 
+// A GEMM per (image, group) is too few tasks for the threads at batch 1 or 2 (1.0x g3 at
+// batch 1: 3 tasks on 2 threads, one thread idle a third of the time). Then each GEMM
+// is cut into blocks: of output columns (pixels) where the planes are large, else of
+// output rows (channels). Each output element is computed as before, the same dot
+// product over the same inputs in the same order.
+struct PwBlocks {
+  int64_t count = 1;     // blocks per (image, group) GEMM
+  bool columns = false;  // blocks of columns (else rows)
+};
+
+PwBlocks pw_blocks(const PwDims &d) {
+  PwBlocks blocks;
+  const int64_t want = 4 * static_cast<int64_t>(Pool::instance().threads());
+  const int64_t gemms = d.b * d.g;
+  if (gemms >= want) return blocks;
+  const int64_t count = (want + gemms - 1) / gemms;
+  if (d.hw >= 256 * count) {
+    blocks.count = count;
+    blocks.columns = true;
+  } else {
+    blocks.count = std::max<int64_t>(1, std::min<int64_t>(count, d.og / 8));  // 8 rows or more per block
+  }
+  return blocks;
+}
+
+// One block of task t of pw_blocks: its image, group, and the rows [r0, r1) and
+// columns [c0, c1) of that group's output plane.
+struct PwTask {
+  int64_t b, gi, r0, r1, c0, c1;
+};
+
+PwTask pw_task(const PwDims &d, const PwBlocks &blocks, int64_t t) {
+  PwTask k;
+  const int64_t blk = t % blocks.count, gemm = t / blocks.count;
+  k.b = gemm / d.g;
+  k.gi = gemm % d.g;
+  k.r0 = 0, k.r1 = d.og, k.c0 = 0, k.c1 = d.hw;
+  if (blocks.columns) {
+    k.c0 = d.hw * blk / blocks.count, k.c1 = d.hw * (blk + 1) / blocks.count;
+  } else {
+    k.r0 = d.og * blk / blocks.count, k.r1 = d.og * (blk + 1) / blocks.count;
+  }
+  return k;
+}
+
+// y[rows r0..r1, columns c0..c1] of image b, group gi = w_rows x_g[:, c0..c1], where w_rows
+// points at weight row gi * og + r0 (rows of cg values).
+FAST_OPS_INLINE int pw_gemm(sgemm_fn sgemm, const PwDims &d, const PwTask &k, const float *w_rows, const float *x,
+                            float *y) {
+  return sgemm('N', 'N', k.r1 - k.r0, k.c1 - k.c0, d.cg, 1.f, w_rows, d.cg,
+               x + (k.b * d.cin + k.gi * d.cg) * d.hw + k.c0, d.hw, 0.f,
+               y + (k.b * d.cout + k.gi * d.og + k.r0) * d.hw + k.c0, d.hw, nullptr);
+}
+
 // Forward: inputs x (B, Cin, H, W), w (Cout, Cin / g, 1, 1); output y (B, Cout, H, W).
 int pw_forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int) {
   if (!check(nparam, 3, ndims, dtypes)) return 1;
@@ -915,13 +980,11 @@ int pw_forward(int nparam, void **params, int *ndims, int64_t **shapes, const ch
   const float *x = static_cast<const float *>(params[0]);
   const float *w = static_cast<const float *>(params[1]);
   float *y = static_cast<float *>(params[2]);
+  const PwBlocks blocks = pw_blocks(d);
   std::atomic<int> status{0};
-  parallel_for(d.b * d.g, [&](int64_t t) {
-    const int64_t b = t / d.g, gi = t % d.g;
-    const int rc = sgemm('N', 'N', d.og, d.hw, d.cg, 1.f, w + gi * d.og * d.cg, d.cg,
-                         x + (b * d.cin + gi * d.cg) * d.hw, d.hw, 0.f, y + (b * d.cout + gi * d.og) * d.hw, d.hw,
-                         nullptr);
-    if (rc != 0) status = 5;
+  parallel_for(d.b * d.g * blocks.count, [&](int64_t t) {
+    const PwTask k = pw_task(d, blocks, t);
+    if (pw_gemm(sgemm, d, k, w + (k.gi * d.og + k.r0) * d.cg, x, y) != 0) status = 5;
   });
   return status.load();
 }
@@ -993,14 +1056,14 @@ void bn_fold(const float *gamma, const float *beta, const float *mean, const flo
   }
 }
 
-// y = y + bias[row] (+ residual) (then ReLU), rows of n values.
-FAST_OPS_CLONES void add_bias_rows(float *y, int64_t rows, int64_t n, const float *bias, const float *residual,
-                                   bool relu) {
+// y = y + bias[row] (+ residual) (then ReLU), rows of n values ld apart (residual alike).
+FAST_OPS_CLONES void add_bias_rows(float *y, int64_t rows, int64_t n, int64_t ld, const float *bias,
+                                   const float *residual, bool relu) {
   for (int64_t r = 0; r < rows; ++r) {
-    float *row = y + r * n;
+    float *row = y + r * ld;
     const float b = bias[r];
     if (residual != nullptr) {
-      const float *res = residual + r * n;
+      const float *res = residual + r * ld;
 #pragma omp simd
       for (int64_t i = 0; i < n; ++i) {
         const float v = row[i] + b + res[i];
@@ -1047,21 +1110,40 @@ int pw_bn_forward(int nparam, void **params, int *ndims, int64_t **shapes, const
   const float *x = static_cast<const float *>(params[0]);
   const float *w = static_cast<const float *>(params[1]);
   float *y = static_cast<float *>(params[out]);
-  std::vector<float> scale(d.cout), shift(d.cout), ws(static_cast<size_t>(d.cout * d.cg));
-  bn_fold(static_cast<const float *>(params[2]), static_cast<const float *>(params[3]),
-          static_cast<const float *>(params[4]), static_cast<const float *>(params[5]),
-          static_cast<const float *>(params[6])[0], d.cout, scale.data(), shift.data());
-  for (int64_t o = 0; o < d.cout; ++o) {
-    for (int64_t k = 0; k < d.cg; ++k) ws[o * d.cg + k] = w[o * d.cg + k] * scale[o];
+  const float *gamma = static_cast<const float *>(params[2]), *beta = static_cast<const float *>(params[3]);
+  const float *mean = static_cast<const float *>(params[4]), *var = static_cast<const float *>(params[5]);
+  const float eps = static_cast<const float *>(params[6])[0];
+  // The BN scale folded into rows [o0, o1) of the weights (into ws) and its shift (into shift).
+  auto fold = [&](int64_t o0, int64_t o1, float *ws, float *scale, float *shift) {
+    bn_fold(gamma + o0, beta + o0, mean + o0, var + o0, eps, o1 - o0, scale, shift);
+    for (int64_t o = o0; o < o1; ++o) {
+      for (int64_t k = 0; k < d.cg; ++k) ws[(o - o0) * d.cg + k] = w[o * d.cg + k] * scale[o - o0];
+    }
+  };
+  const PwBlocks blocks = pw_blocks(d);
+  // At batch 1 in row blocks each weight row serves one task: each task folds its own rows
+  // (in parallel, on no shared buffer); else the whole weight once, up front.
+  const bool fold_per_task = d.b == 1 && !blocks.columns;
+  std::unique_ptr<float[]> folded;
+  if (!fold_per_task) {
+    folded.reset(new float[static_cast<size_t>(d.cout * (d.cg + 2))]);
+    fold(0, d.cout, folded.get(), folded.get() + d.cout * d.cg, folded.get() + d.cout * (d.cg + 1));
   }
   std::atomic<int> status{0};
-  parallel_for(d.b * d.g, [&](int64_t t) {
-    const int64_t b = t / d.g, gi = t % d.g;
-    const int64_t off = (b * d.cout + gi * d.og) * d.hw;
-    const int rc = sgemm('N', 'N', d.og, d.hw, d.cg, 1.f, ws.data() + gi * d.og * d.cg, d.cg,
-                         x + (b * d.cin + gi * d.cg) * d.hw, d.hw, 0.f, y + off, d.hw, nullptr);
-    if (rc != 0) status = 5;
-    add_bias_rows(y + off, d.og, d.hw, shift.data() + gi * d.og, residual != nullptr ? residual + off : nullptr,
+  parallel_for(d.b * d.g * blocks.count, [&](int64_t t) {
+    const PwTask k = pw_task(d, blocks, t);
+    const int64_t row0 = k.gi * d.og + k.r0, rows = k.r1 - k.r0;
+    const float *ws, *shift;
+    if (fold_per_task) {
+      float *buf = scratch(0, static_cast<size_t>(rows * (d.cg + 2)));
+      fold(row0, row0 + rows, buf, buf + rows * d.cg, buf + rows * (d.cg + 1));
+      ws = buf, shift = buf + rows * (d.cg + 1);
+    } else {
+      ws = folded.get() + row0 * d.cg, shift = folded.get() + d.cout * (d.cg + 1) + row0;
+    }
+    if (pw_gemm(sgemm, d, k, ws, x, y) != 0) status = 5;
+    const int64_t off = (k.b * d.cout + row0) * d.hw + k.c0;
+    add_bias_rows(y + off, rows, k.c1 - k.c0, d.hw, shift, residual != nullptr ? residual + off : nullptr,
                   mode == 1);
   });
   return status.load();
@@ -1489,3 +1571,75 @@ extern "C" int fast_ops_num_threads() { return Pool::instance().threads(); }
 
 // Sets the number of threads (at least 1); takes effect at the next kernel.
 extern "C" void fast_ops_set_num_threads(int n) { Pool::instance().set_threads(n); }
+
+// ---------------------------------------------------------------------------
+// The machine's float32 arithmetic peak, measured: independent chains of 8-wide fused
+// multiply-adds (AVX2 + FMA where the CPU has them; else 4-wide SSE multiply and add),
+// on every thread of the pool at once. benchmark.py --limit reports what fraction of it
+// a training step uses.
+// ---------------------------------------------------------------------------
+namespace {
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx2,fma"))) double fma_loop_avx2(int64_t iters) {
+  __m256 acc[12];
+  for (auto &a : acc) a = _mm256_set1_ps(0.f);
+  __m256 a = _mm256_set1_ps(1.0001f), b = _mm256_set1_ps(0.9999f);
+  for (int64_t i = 0; i < iters; ++i) {
+    for (auto &c : acc) c = _mm256_fmadd_ps(a, b, c);
+    asm volatile("" : "+x"(a), "+x"(b));
+  }
+  float sum = 0.f, out[8];
+  for (auto &c : acc) {
+    _mm256_storeu_ps(out, c);
+    sum += out[0];
+  }
+  return sum;  // (keeps the loop)
+}
+#endif
+
+double fma_loop_sse(int64_t iters) {
+  __m128 acc[12];
+  for (auto &a : acc) a = _mm_set1_ps(0.f);
+  __m128 a = _mm_set1_ps(1.0001f), b = _mm_set1_ps(0.9999f);
+  for (int64_t i = 0; i < iters; ++i) {
+    for (auto &c : acc) c = _mm_add_ps(_mm_mul_ps(a, b), c);
+    asm volatile("" : "+x"(a), "+x"(b));
+  }
+  float sum = 0.f, out[4];
+  for (auto &c : acc) {
+    _mm_storeu_ps(out, c);
+    sum += out[0];
+  }
+  return sum;
+}
+}  // namespace
+
+// GFLOP/s of the loop above on all threads of the pool, about `seconds` long.
+extern "C" double fast_ops_peak_gflops(double seconds) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  const bool avx2 = false;
+#endif
+  const double flops_per_iter = avx2 ? 12 * 8 * 2 : 12 * 4 * 2;
+  auto run = [&](int64_t iters) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    return avx2 ? fma_loop_avx2(iters) : fma_loop_sse(iters);
+#else
+    return fma_loop_sse(iters);
+#endif
+  };
+  // iterations per thread for about `seconds`, from a short single-thread trial
+  auto t0 = std::chrono::steady_clock::now();
+  volatile double sink = run(1000000);
+  const double trial = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const int64_t iters = std::max<int64_t>(1000000, static_cast<int64_t>(1000000 * seconds / std::max(trial, 1e-9)));
+  const int threads = Pool::instance().threads();
+  const int64_t tasks = 16 * static_cast<int64_t>(threads);  // small tasks: a late worker still gets its share
+  const int64_t per_task = std::max<int64_t>(1, iters / 16);
+  parallel_for(tasks, [&](int64_t) { sink = sink + run(1000); });  // starts the workers
+  t0 = std::chrono::steady_clock::now();
+  parallel_for(tasks, [&](int64_t) { sink = sink + run(per_task); });
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return flops_per_iter * static_cast<double>(per_task) * tasks / elapsed / 1e9;
+}

@@ -21,7 +21,7 @@ import threading
 import warnings
 
 __all__ = ["CXX", "CXXFLAGS", "LDLIBS", "SOURCE", "ABI_VERSION", "FastOpsUnavailable", "cache_dir", "library_path",
-           "build_library", "build_error", "gemm_available", "warn_once", "reset"]
+           "build_library", "build_error", "gemm_available", "peak_gflops", "warn_once", "reset"]
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fast_ops.cc")
 # The compiler; tests point it at a missing path to exercise the fallback.
@@ -164,3 +164,14 @@ def reset():
     """Forget the build result and the warning (tests)."""
     with _lock:
         _state.update(path=None, error=None, warned=False)
+
+
+def peak_gflops(seconds=0.5):
+    """The machine's measured float32 peak (GFLOP/s: FMA chains on every kernel thread); None without the library."""
+    path = library_path(warn=False)
+    if path is None:
+        return None
+    lib = ctypes.CDLL(path)
+    lib.fast_ops_peak_gflops.restype = ctypes.c_double
+    lib.fast_ops_peak_gflops.argtypes = [ctypes.c_double]
+    return float(lib.fast_ops_peak_gflops(seconds))
