@@ -308,6 +308,27 @@ def test_accelerate_keeps_parameter_objects_names_and_order(group):
     assert isinstance(fresh.global_pool, PlainGlobalAvgPool)
 
 
+@pytest.mark.parametrize("train", [False, True])
+def test_standalone_stride2_unit_matches_plain_block_on_negative_input(train):
+    """accelerate() drops the ReLU of a stride-2 unit's pooled shortcut (its input is >= 0 in the network);
+    a ShuffleUnit built on its own keeps it: the same function as the plain block for any input."""
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    try:
+        plain = _net(False, 3, seed=2).features[4]  # stage 3's first unit: stride 2
+        assert plain.stride == 2
+        unit = ShuffleUnit(plain, "same")
+        assert unit.proj_relu and unit.branch_main_2[-1].fused_relu
+        channels = unit.branch_main_1[0].in_channels
+        x = ms.Tensor(np.random.RandomState(3).standard_normal((2, channels, 6, 6)).astype(np.float32))
+        for cell in (plain, unit):
+            cell.set_train(train)
+        expected, actual = plain(x).asnumpy(), unit(x).asnumpy()
+        assert (expected == 0).any() and (x.asnumpy() < 0).any()
+        assert_close(actual, expected, "output", tol=1e-4 if train else 1e-6)
+    finally:
+        ms.set_context(mode=ms.GRAPH_MODE)
+
+
 def test_checkpoint_moves_between_paths(tmp_path):
     fast, plain = _net(True, seed=3), _net(False)
     ckpt = str(tmp_path / "fast.ckpt")

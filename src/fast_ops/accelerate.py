@@ -7,7 +7,8 @@ The network (``src.shufflenetv1``) is plain MindSpore. This pass replaces
 * ``maxpool`` and each unit's shortcut pooling with :class:`Pool3x3s2`;
 * every ``ShuffleV1Block`` with a :class:`ShuffleUnit`: the same cells on native
   kernels, the channel shuffle read by the depthwise kernel, the residual join fused
-  into the last 1x1 convolution (and in eval mode each BN folded into its convolution);
+  into the last 1x1 convolution, the stride-2 join's ReLU into the last BN (and in eval
+  mode each BN folded into its convolution);
 * ``global_pool`` with the native :class:`GlobalAvgPool`.
 
 Every replacement holds the Parameter objects of the layer it replaces, under the same
@@ -30,14 +31,17 @@ __all__ = ["accelerate", "is_accelerated", "ShuffleUnit"]
 _FAST_CELLS = (ConvBNSequence, Pool3x3s2, GlobalAvgPool, BatchNorm2d, PointwiseConv2d, DepthwiseConv2d, DenseConv3x3)
 
 
-def _conv_bn(cells, shuffle_groups=1):
-    """A ConvBNSequence for a plain [conv, BN, (ReLU), conv, BN, ...] list; ValueError if it is not one."""
+def _conv_bn(cells, shuffle_groups=1, relu_last=False):
+    """A ConvBNSequence for a plain [conv, BN, (ReLU), conv, BN, ...] list; ValueError if it is not one.
+
+    ``relu_last``: the last BN also applies a ReLU (one that follows the sequence in the plain network).
+    """
     cells = list(cells)
     pairs = []
     i = 0
     while i < len(cells):
         conv, bn = cells[i], cells[i + 1] if i + 1 < len(cells) else None
-        relu = i + 2 < len(cells) and isinstance(cells[i + 2], nn.ReLU)
+        relu = (i + 2 < len(cells) and isinstance(cells[i + 2], nn.ReLU)) or (relu_last and i + 2 >= len(cells))
         if type(conv) is not nn.Conv2d or not isinstance(bn, nn.BatchNorm2d):
             raise ValueError(f"accelerate: expected Conv2d, BatchNorm2d at {i}, found {type(conv).__name__}, "
                              f"{type(bn).__name__}")
@@ -55,15 +59,22 @@ class ShuffleUnit(nn.Cell):
     The channel shuffle is read by the depthwise kernel (no copy of its own) and the
     stride-1 residual join runs inside the last 1x1 convolution's kernel in eval mode
     (one add+ReLU pass in training).
+
+    A stride-2 unit computes ``relu(cat(avg_pool(x), main))``. Its ReLU goes into the main
+    branch's last BN; with ``nonnegative_input`` (x is a ReLU's or a max pooling of a ReLU's
+    output, as everywhere in ShuffleNetV1) the average pooling's output is >= 0 already, so
+    that branch needs none: no ReLU pass and no ReLU gradient pass. (Its gradient then also
+    reaches windows that are all zero, which are zeros of the ReLU before: masked there.)
     """
 
-    def __init__(self, block, pool_pad):
+    def __init__(self, block, pool_pad, nonnegative_input=False):
         super().__init__()
         self.stride = block.stride
         self.where = "ShuffleUnit"
         self.branch_main_1 = _conv_bn(block.branch_main_1)
-        self.branch_main_2 = _conv_bn(block.branch_main_2, shuffle_groups=block.group)
+        self.branch_main_2 = _conv_bn(block.branch_main_2, shuffle_groups=block.group, relu_last=block.stride == 2)
         self.branch_proj = Pool3x3s2("avg", pool_pad) if block.stride == 2 else None
+        self.proj_relu = not nonnegative_input
         self.relu = nn.ReLU()
 
     def construct(self, x):
@@ -71,7 +82,10 @@ class ShuffleUnit(nn.Cell):
         main = self.branch_main_1(x)
         if self.stride == 1:
             return self.branch_main_2.forward_add_relu(main, x)
-        return self.relu(ops.cat((self.branch_proj(x), self.branch_main_2(main)), axis=1))
+        proj = self.branch_proj(x)
+        if self.proj_relu:
+            proj = self.relu(proj)
+        return ops.cat((proj, self.branch_main_2(main)), axis=1)
 
 
 def accelerate(net):
@@ -96,7 +110,9 @@ def accelerate(net):
     for index, block in enumerate(net.features):
         if not isinstance(block, ShuffleV1Block):
             raise ValueError(f"accelerate: features.{index} is a {type(block).__name__}, not a ShuffleV1Block")
-    net.features = nn.SequentialCell([ShuffleUnit(block, net.pool_pad) for block in net.features])
+    # (every unit's input is the output of a ReLU or of the max pooling after the stem's ReLU)
+    net.features = nn.SequentialCell([ShuffleUnit(block, net.pool_pad, nonnegative_input=True)
+                                      for block in net.features])
     net.global_pool = GlobalAvgPool()
     # Assigning cells renames their Parameters by the new attribute path only; restore the full names.
     for param in net.get_parameters():
