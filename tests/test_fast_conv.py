@@ -121,11 +121,12 @@ def gemm(request, monkeypatch):
     return request.param
 
 
-# (batch 1: fewer GEMMs than 4 per thread, so each is cut into blocks of columns (28x28, 48x48)
-# or, for small planes, of rows (5x5: 32 rows per group in 3 blocks))
+# (batch 1: fewer GEMMs than 4 per thread, so each is cut into blocks of columns (28x28: 3 per group,
+# 48x48: 8) or, for small planes, of rows (6x6: 2 blocks of 32 rows per group); tiny ones stay whole)
 @pytest.mark.parametrize("cin,cout,group,hw,batch", [(6, 9, 3, (5, 7), 3), (6, 9, 3, (11, 12), 3), (4, 5, 1, (3, 5), 3),
-                                                     (16, 8, 8, (2, 3), 3), (6, 9, 3, (28, 28), 1),
-                                                     (6, 24, 1, (48, 48), 1), (12, 96, 3, (5, 5), 1)])
+                                                     (16, 8, 8, (2, 3), 3), (48, 96, 3, (28, 28), 1),
+                                                     (32, 48, 1, (48, 48), 1), (96, 192, 3, (6, 6), 1),
+                                                     (6, 9, 3, (5, 5), 1)])
 def test_pointwise_matches_conv2d(mode, gemm, cin, cout, group, hw, batch):
     plain = nn.Conv2d(cin, cout, 1, pad_mode="pad", padding=0, group=group, has_bias=False)
     fast = PointwiseConv2d(plain)

@@ -193,13 +193,18 @@ void parallel_for(int64_t total, const std::function<void(int64_t)> &fn) {
 
 // fn(0..planes-1), planes of plane_size elements grouped into tasks of up to about 32K
 // elements: small planes (7x7, 14x14) one per task cost more in hand-out than in work.
-// Small tensors (batch 1) are still cut into 4 tasks per thread, of 2K elements or more,
-// so that no thread sits idle (one 32K task would hold a whole 7x7 layer at batch 1).
+// A tensor of 16K-64K elements (a layer at batch 1) is still cut into 4 tasks per thread
+// of 4K elements or more, so that no thread sits idle; below 16K elements waking a worker
+// costs more than the work, and the caller runs it alone.
 template <typename Fn>
 void parallel_for_planes(int64_t planes, int64_t plane_size, const Fn &fn) {
   const int64_t size = std::max<int64_t>(plane_size, 1);
+  if (planes * size < (int64_t{1} << 14)) {
+    for (int64_t p = 0; p < planes; ++p) fn(p);
+    return;
+  }
   const int64_t most = std::max<int64_t>(1, (int64_t{1} << 15) / size);
-  const int64_t least = std::max<int64_t>(1, ((int64_t{1} << 11) + size - 1) / size);
+  const int64_t least = std::max<int64_t>(1, ((int64_t{1} << 12) + size - 1) / size);
   const int64_t even = (planes + 4 * Pool::instance().threads() - 1) / (4 * Pool::instance().threads());
   const int64_t per_task = std::max(std::min(even, most), std::min(least, most));
   parallel_for((planes + per_task - 1) / per_task, [&](int64_t t) {
@@ -930,7 +935,9 @@ PwBlocks pw_blocks(const PwDims &d) {
   const int64_t want = 4 * static_cast<int64_t>(Pool::instance().threads());
   const int64_t gemms = d.b * d.g;
   if (gemms >= want) return blocks;
-  const int64_t count = (want + gemms - 1) / gemms;
+  // (blocks of 32K multiply-adds or more: below that a worker's wake-up costs more than it saves)
+  const int64_t count = std::min((want + gemms - 1) / gemms, d.og * d.cg * d.hw / (int64_t{1} << 15));
+  if (count <= 1) return blocks;
   if (d.hw >= 256 * count) {
     blocks.count = count;
     blocks.columns = true;
