@@ -27,6 +27,7 @@ import numpy as np
 import mindspore as ms
 
 from .model_utils.errors import UsageError
+from .model_utils.files import replace_when_done
 from .shufflenetv1 import STAGE_CHANNELS
 
 __all__ = ["CheckpointError", "CKPT_PREFIX", "checkpoint_name", "list_checkpoints", "best_checkpoint_name",
@@ -116,13 +117,9 @@ def _pid_alive(pid):
 def save_checkpoint_atomic(cell_or_list, path, append_dict=None):
     """Write a checkpoint to a temporary file and rename it, so a killed process never
     leaves a file at ``path`` that looks complete but is not."""
-    tmp = f"{path}.tmp-{os.getpid()}.ckpt"  # save_checkpoint appends .ckpt to any other name
-    try:
+    # (save_checkpoint appends .ckpt to any other name)
+    with replace_when_done(path, f"{path}.tmp-{os.getpid()}.ckpt") as tmp:
         ms.save_checkpoint(cell_or_list, tmp, append_dict=append_dict, crc_check=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

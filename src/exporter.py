@@ -16,6 +16,7 @@ import mindspore.ops as ops
 from .checkpoint_utils import adopt_checkpoint_config, load_pretrained
 from .model_factory import create_network
 from .model_utils.config import EXPORT_EXTENSIONS as EXTENSIONS
+from .model_utils.files import replace_when_done
 from .shufflenetv1 import ShuffleV1Block
 
 __all__ = ["EXTENSIONS", "export_path", "build_export_network", "use_exportable_pooling", "export_network"]
@@ -89,13 +90,9 @@ def export_network(net, file_name, file_format, batch_size, image_size):
     temp_name = f"{path[:-len(extension)]}.partial-{os.getpid()}"
     temp_path = temp_name + extension
     example = ms.Tensor(np.zeros((batch_size, 3, image_size, image_size), np.float32))
-    try:
+    with replace_when_done(path, temp_path):
         if file_format == "ONNX":  # ms.export(file_format="ONNX") is deprecated in MindSpore 2.10
             mindspore_onnx.export(net, example, file_name=temp_path)
-        else:
+        else:  # (ms.export appends the extension itself)
             ms.export(net, example, file_name=temp_name, file_format=file_format)
-        os.replace(temp_path, path)
-    finally:
-        if os.path.exists(temp_path):
-            os.remove(temp_path)
     return path

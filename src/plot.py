@@ -5,9 +5,10 @@ per-epoch records of ``train_log.jsonl``: training loss, learning rate and,
 when the run evaluated, validation top-1 / top-5.
 """
 import math
-import os
 
 from PIL import Image, ImageDraw, ImageFont
+
+from .model_utils.files import replace_when_done
 
 __all__ = ["plot_curves", "PANEL_SIZE"]
 
@@ -98,7 +99,6 @@ def plot_curves(records, path):
     canvas = Image.new("RGB", (PANEL_SIZE[0] * len(panels), PANEL_SIZE[1]), "white")
     for index, panel in enumerate(panels):
         canvas.paste(panel, (PANEL_SIZE[0] * index, 0))
-    tmp = f"{path}.tmp.png"
-    canvas.save(tmp)
-    os.replace(tmp, path)
+    with replace_when_done(path, f"{path}.tmp.png") as tmp:
+        canvas.save(tmp)
     return canvas.size

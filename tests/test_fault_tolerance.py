@@ -189,6 +189,23 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
     assert os.listdir(tmp_path) == ["shufflenetv1-1_6.ckpt"]
 
 
+def test_replace_when_done_keeps_the_old_file_on_failure(tmp_path):
+    """The one write-then-rename of checkpoints, exports, curves, label files and converted weights."""
+    from src.model_utils.files import replace_when_done
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with replace_when_done(str(target), str(tmp_path / "out.txt.partial")) as temp:
+            with open(temp, "w", encoding="utf-8") as fh:
+                fh.write("half")
+            raise RuntimeError("write failed")
+    assert target.read_text() == "old" and os.listdir(tmp_path) == ["out.txt"]
+    with replace_when_done(str(target), str(tmp_path / "out.txt.partial")) as temp:
+        with open(temp, "w", encoding="utf-8") as fh:
+            fh.write("new")
+    assert target.read_text() == "new" and os.listdir(tmp_path) == ["out.txt"]
+
+
 def test_disk_full_is_refused_before_training(tmp_path, monkeypatch):
     import shutil
     import train

@@ -30,6 +30,7 @@ if __package__ in (None, ""):  # run as `python tools/convert_megvii.py`: make `
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from src.shufflenetv1 import GROUPS, MODEL_SIZES, STAGE_CHANNELS, STAGE_REPEATS  # noqa: E402
+from src.model_utils.files import replace_when_done  # noqa: E402
 
 __all__ = ["ConversionError", "CONVERTED_OPTIONS", "read_state_dict", "megvii_shapes",
            "check_variant", "convert_state_dict", "convert", "main"]
@@ -227,8 +228,7 @@ def convert(pth_path, model_size, group, output):
     params = convert_state_dict(state, model_size, group)
     num_classes = params["classifier.weight"].shape[0]
     # Write next to the target and rename, so a failure never leaves a half-written --output.
-    partial = f"{output}.partial.ckpt"
-    try:
+    with replace_when_done(output, f"{output}.partial.ckpt") as partial:
         # recorded like train.py's checkpoints: eval.py, export.py and train.py take them from the file
         recorded = {"model_size": model_size, "group": group, "num_classes": num_classes, **CONVERTED_OPTIONS}
         ms.save_checkpoint([{"name": name, "data": ms.Tensor(value)} for name, value in params.items()],
@@ -240,10 +240,6 @@ def convert(pth_path, model_size, group, output):
         except CheckpointError as exc:  # a bug of this tool, not of the user's file
             raise ConversionError(f"the converted weights do not load into ShuffleNetV1 {model_size} "
                                   f"g{group}: {exc}") from exc
-        os.replace(partial, output)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
     return {"output": output, "num_classes": num_classes, "num_params": len(params)}
 
 

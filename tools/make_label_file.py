@@ -18,6 +18,7 @@ if __package__ in (None, ""):  # run as `python tools/make_label_file.py`: make 
 
 from src.dataset import list_images  # noqa: E402
 from src.model_utils.errors import UsageError, run_reporting_errors  # noqa: E402
+from src.model_utils.files import replace_when_done  # noqa: E402
 
 __all__ = ["write_label_file", "main"]
 
@@ -30,10 +31,9 @@ def write_label_file(data_path, output):
     if not os.path.isdir(folder):
         raise UsageError(f"cannot write {output!r}: the folder {folder!r} does not exist")
     images = list_images(data_path)
-    temp = f"{output}.partial-{os.getpid()}"
-    with open(temp, "w", encoding="utf-8") as fh:
-        fh.writelines(f"{img_id}:{label}\n" for img_id, _, label in images)
-    os.replace(temp, output)
+    with replace_when_done(output, f"{output}.partial-{os.getpid()}") as temp:
+        with open(temp, "w", encoding="utf-8") as fh:
+            fh.writelines(f"{img_id}:{label}\n" for img_id, _, label in images)
     return len(images), len({label for _, _, label in images})
 
 
