@@ -153,10 +153,12 @@ class _PlainBN(nn.Cell):
         return y
 
 
+# Small planes go through the kernels in memory order, planes of 1024 values or more channel by
+# channel (and in blocks of 1024 values): both orders are checked.
+@pytest.mark.parametrize("shape", [(3, 5, 7, 6), (2, 5, 40, 33)])
 @pytest.mark.parametrize("relu", [True, False])
 @pytest.mark.parametrize("train", [True, False])
-def test_batchnorm_matches_nn_batchnorm(mode, relu, train):
-    shape = (3, 5, 7, 6)
+def test_batchnorm_matches_nn_batchnorm(mode, relu, train, shape):
     rng = np.random.RandomState(4)
     # Two plain BNs with equal values: the fast one takes over the first one's Parameters, whose
     # moving statistics a training step then updates independently of the second one's.

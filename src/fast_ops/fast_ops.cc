@@ -742,6 +742,44 @@ bool check_bn(int nparam, int expected, int *ndims, const char **dtypes, int64_t
   return true;
 }
 
+// Per-plane partial results of a BN pass, kept by the calling thread between calls.
+double *plane_stats(size_t n) {
+  thread_local std::vector<double> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+
+// A BN pass in three steps: per-plane sums (plane(p)), their per-channel combination
+// (channel(c)), then a per-plane pass that uses the combination (apply(p)), in one of
+// two orders with the same results:
+// * channel by channel (one task per channel, for large planes): a channel's planes are
+//   still in the core's cache for the last step;
+// * in memory order (for planes under 1024 values): a channel's planes lie C * H * W
+//   apart, and going channel by channel jumped across pages at every small plane
+//   (2.0x g3: BN forward and backward 1.4-1.8x as fast on 28x28, 14x14 and 7x7).
+template <typename Plane, typename Channel, typename Apply>
+void bn_steps(const Dims &d, const Plane &plane, const Channel &channel, const Apply &apply) {
+  const int64_t hw = d.h * d.w, planes = d.b * d.c;
+  if (hw >= 1024) {
+    parallel_for(d.c, [&](int64_t c) {
+      for (int64_t b = 0; b < d.b; ++b) plane(b * d.c + c);
+      channel(c);
+      for (int64_t b = 0; b < d.b; ++b) apply(b * d.c + c);
+    });
+    return;
+  }
+  parallel_for_planes(planes, hw, plane);
+  constexpr int64_t kChannels = 64;
+  if (planes * hw < (int64_t{1} << 14)) {
+    for (int64_t c = 0; c < d.c; ++c) channel(c);
+  } else {
+    parallel_for((d.c + kChannels - 1) / kChannels, [&](int64_t t) {
+      for (int64_t c = t * kChannels; c < std::min(d.c, (t + 1) * kChannels); ++c) channel(c);
+    });
+  }
+  parallel_for_planes(planes, hw, apply);
+}
+
 // Training forward: inputs x, gamma, beta, moving_mean, moving_var, hyper (eps, momentum);
 // outputs y, mean, var (biased: the normalisation's), and the updated moving mean and
 // variance: (1 - momentum) * old + momentum * batch, with the unbiased batch variance.
@@ -760,40 +798,46 @@ int bn_train_forward(int nparam, void **params, int *ndims, int64_t **shapes, co
   float *var_out = static_cast<float *>(params[8]);
   float *moving_mean_out = static_cast<float *>(params[9]);
   float *moving_var_out = static_cast<float *>(params[10]);
-  const int64_t hw = d.h * d.w, n = d.b * hw;
-  parallel_for(d.c, [&](int64_t c) {
-    thread_local std::vector<double> plane_mean;
-    if (static_cast<int64_t>(plane_mean.size()) < d.b) plane_mean.resize(d.b);
-    double m2 = 0.0, total = 0.0;
-    for (int64_t b = 0; b < d.b; ++b) {
-      const float *xp = x + (b * d.c + c) * hw;
-      double s = 0.0;
-      for (int64_t i = 0; i < hw; i += kBlock) {
-        s += block_sum(xp + i, static_cast<int>(std::min<int64_t>(kBlock, hw - i)));
-      }
-      const double pm = s / static_cast<double>(hw);
-      plane_mean[b] = pm;
-      total += s;
-      for (int64_t i = 0; i < hw; i += kBlock) {
-        m2 += block_sq_dev(xp + i, static_cast<int>(std::min<int64_t>(kBlock, hw - i)), static_cast<float>(pm));
-      }
+  const int64_t hw = d.h * d.w, n = d.b * hw, planes = d.b * d.c;
+  double *sums = plane_stats(static_cast<size_t>(3 * planes + 2 * d.c));
+  double *m2s = sums + planes, *means = m2s + planes;
+  double *scale = means + planes, *shift = scale + d.c;
+  // Each plane's sum and squared deviations from its own mean (the plane is in cache for
+  // the second look), planes combined exactly (Chan et al.), in double.
+  auto plane = [&](int64_t p) {
+    const float *xp = x + p * hw;
+    double s = 0.0;
+    for (int64_t i = 0; i < hw; i += kBlock) s += block_sum(xp + i, static_cast<int>(std::min<int64_t>(kBlock, hw - i)));
+    const double pm = s / static_cast<double>(hw);
+    double m2 = 0.0;
+    for (int64_t i = 0; i < hw; i += kBlock) {
+      m2 += block_sq_dev(xp + i, static_cast<int>(std::min<int64_t>(kBlock, hw - i)), static_cast<float>(pm));
     }
+    sums[p] = s, m2s[p] = m2, means[p] = pm;
+  };
+  auto channel = [&](int64_t c) {
+    double total = 0.0, m2 = 0.0;
+    for (int64_t b = 0; b < d.b; ++b) total += sums[b * d.c + c], m2 += m2s[b * d.c + c];
     const double mean = total / static_cast<double>(n);
-    for (int64_t b = 0; b < d.b; ++b) m2 += static_cast<double>(hw) * (plane_mean[b] - mean) * (plane_mean[b] - mean);
+    for (int64_t b = 0; b < d.b; ++b) {
+      const double dev = means[b * d.c + c] - mean;
+      m2 += static_cast<double>(hw) * dev * dev;
+    }
     const double var = m2 / static_cast<double>(n);
     const double invstd = 1.0 / std::sqrt(var + static_cast<double>(eps));
-    const float scale = static_cast<float>(gamma[c] * invstd);
-    const float shift = static_cast<float>(beta[c] - mean * gamma[c] * invstd);
-    for (int64_t b = 0; b < d.b; ++b) {
-      const int64_t off = (b * d.c + c) * hw;
-      affine_plane(x + off, y + off, hw, scale, shift, relu != 0);
-    }
+    scale[c] = static_cast<float>(gamma[c] * invstd);
+    shift[c] = static_cast<float>(beta[c] - mean * gamma[c] * invstd);
     mean_out[c] = static_cast<float>(mean);
     var_out[c] = static_cast<float>(var);
     const double unbiased = n > 1 ? m2 / static_cast<double>(n - 1) : var;
     moving_mean_out[c] = static_cast<float>((1.0 - momentum) * moving_mean[c] + momentum * mean);
     moving_var_out[c] = static_cast<float>((1.0 - momentum) * moving_var[c] + momentum * unbiased);
-  });
+  };
+  auto apply = [&](int64_t p) {
+    const int64_t c = p % d.c;
+    affine_plane(x + p * hw, y + p * hw, hw, static_cast<float>(scale[c]), static_cast<float>(shift[c]), relu != 0);
+  };
+  bn_steps(d, plane, channel, apply);
   return 0;
 }
 
@@ -813,32 +857,39 @@ int bn_backward(int nparam, void **params, int *ndims, int64_t **shapes, const c
   float *dx = static_cast<float *>(params[7]);
   float *dgamma = static_cast<float *>(params[8]);
   float *dbeta = static_cast<float *>(params[9]);
-  const int64_t hw = d.h * d.w, n = d.b * hw;
-  parallel_for(d.c, [&](int64_t c) {
-    const float mean = mean_in[c];
+  const int64_t hw = d.h * d.w, n = d.b * hw, planes = d.b * d.c;
+  double *sgs = plane_stats(static_cast<size_t>(2 * planes + 3 * d.c));
+  double *sgxs = sgs + planes, *ks = sgxs + planes, *as = ks + d.c, *cs = as + d.c;
+  auto plane = [&](int64_t p) {
+    const int64_t off = p * hw;
+    const float mean = mean_in[p % d.c];
+    double sg = 0.0, sgx = 0.0;
+    for (int64_t i = 0; i < hw; i += kBlock) {
+      float a, bb;
+      block_grad_sums(x + off + i, y + off + i, dy + off + i, static_cast<int>(std::min<int64_t>(kBlock, hw - i)),
+                      mean, relu != 0, &a, &bb);
+      sg += a;
+      sgx += bb;
+    }
+    sgs[p] = sg, sgxs[p] = sgx;
+  };
+  auto channel = [&](int64_t c) {
     const double invstd = 1.0 / std::sqrt(static_cast<double>(var_in[c]) + static_cast<double>(eps));
     double sg = 0.0, sgx = 0.0;
-    for (int64_t b = 0; b < d.b; ++b) {
-      const int64_t off = (b * d.c + c) * hw;
-      for (int64_t i = 0; i < hw; i += kBlock) {
-        float a, bb;
-        block_grad_sums(x + off + i, y + off + i, dy + off + i, static_cast<int>(std::min<int64_t>(kBlock, hw - i)),
-                        mean, relu != 0, &a, &bb);
-        sg += a;
-        sgx += bb;
-      }
-    }
+    for (int64_t b = 0; b < d.b; ++b) sg += sgs[b * d.c + c], sgx += sgxs[b * d.c + c];
     const double g_gamma = sgx * invstd;
     dbeta[c] = static_cast<float>(sg);
     dgamma[c] = static_cast<float>(g_gamma);
-    const float k = static_cast<float>(gamma[c] * invstd);
-    const float a = training ? static_cast<float>(sg / static_cast<double>(n)) : 0.f;
-    const float cc = training ? static_cast<float>(g_gamma * invstd / static_cast<double>(n)) : 0.f;
-    for (int64_t b = 0; b < d.b; ++b) {
-      const int64_t off = (b * d.c + c) * hw;
-      grad_plane(x + off, y + off, dy + off, dx + off, hw, mean, k, a, cc, relu != 0);
-    }
-  });
+    ks[c] = static_cast<float>(gamma[c] * invstd);
+    as[c] = training ? static_cast<float>(sg / static_cast<double>(n)) : 0.f;
+    cs[c] = training ? static_cast<float>(g_gamma * invstd / static_cast<double>(n)) : 0.f;
+  };
+  auto apply = [&](int64_t p) {
+    const int64_t c = p % d.c, off = p * hw;
+    grad_plane(x + off, y + off, dy + off, dx + off, hw, mean_in[c], static_cast<float>(ks[c]),
+               static_cast<float>(as[c]), static_cast<float>(cs[c]), relu != 0);
+  };
+  bn_steps(d, plane, channel, apply);
   return 0;
 }
 
