@@ -93,8 +93,10 @@ class _Shuffle(nn.Cell):
 
 # ----------------------------------------------------------------------------- single Cells
 
+# (planes of 1024 values or more: the backward goes channel by channel, else in memory order)
 @pytest.mark.parametrize("stride,shape", [(1, (2, 6, 7, 9)), (2, (2, 6, 9, 8)), (2, (3, 4, 5, 5)),
-                                          (1, (1, 3, 1, 4)), (2, (1, 3, 2, 1))])
+                                          (1, (1, 3, 1, 4)), (2, (1, 3, 2, 1)), (1, (2, 3, 36, 30)),
+                                          (2, (2, 3, 33, 35))])
 def test_depthwise_matches_conv2d(mode, stride, shape):
     channels = shape[1]
     plain = nn.Conv2d(channels, channels, 3, stride=stride, pad_mode="pad", padding=1, group=channels,
