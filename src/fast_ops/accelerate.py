@@ -7,8 +7,9 @@ The network (``src.shufflenetv1``) is plain MindSpore. This pass replaces
 * ``maxpool`` and each unit's shortcut pooling with :class:`Pool3x3s2`;
 * every ``ShuffleV1Block`` with a :class:`ShuffleUnit`: the same cells on native
   kernels, the channel shuffle read by the depthwise kernel, the residual join fused
-  into the last 1x1 convolution, the stride-2 join's ReLU into the last BN (and in eval
-  mode each BN folded into its convolution);
+  into the last BN in training and into the last 1x1 convolution in eval mode, the
+  stride-2 join's ReLU into the last BN (and in eval mode each BN folded into its
+  convolution);
 * ``global_pool`` with the native :class:`GlobalAvgPool`.
 
 Every replacement holds the Parameter objects of the layer it replaces, under the same
@@ -57,8 +58,8 @@ class ShuffleUnit(nn.Cell):
     """A ``ShuffleV1Block`` on native kernels, holding that block's Parameters.
 
     The channel shuffle is read by the depthwise kernel (no copy of its own) and the
-    stride-1 residual join runs inside the last 1x1 convolution's kernel in eval mode
-    (one add+ReLU pass in training).
+    stride-1 residual join runs inside the last 1x1 convolution's kernel in eval mode and
+    inside the last BN's pass in training (its gradient too).
 
     A stride-2 unit computes ``relu(cat(avg_pool(x), main))``. Its ReLU goes into the main
     branch's last BN; with ``nonnegative_input`` (x is a ReLU's or a max pooling of a ReLU's

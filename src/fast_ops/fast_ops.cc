@@ -761,6 +761,27 @@ FAST_OPS_CLONES void affine_plane(const float *x, float *y, int64_t n, float sca
   }
 }
 
+// y = max(x * scale + shift + r, 0): a BN output joined to a residual (ShuffleNet's stride-1 join).
+FAST_OPS_CLONES void affine_add_relu_plane(const float *x, const float *r, float *y, int64_t n, float scale,
+                                           float shift) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i] * scale + shift + r[i];
+    y[i] = v > 0.f ? v : 0.f;
+  }
+}
+
+// grad_plane with relu, also storing g (the masked dy: the join's residual gradient) in gr.
+FAST_OPS_CLONES void grad_plane_store(const float *x, const float *y, const float *dy, float *dx, float *gr, int64_t n,
+                                      float mean, float k, float a, float c) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = y[i] > 0.f ? dy[i] : 0.f;
+    gr[i] = g;
+    dx[i] = k * (g - a - (x[i] - mean) * c);
+  }
+}
+
 // dx = k * (g - a - (x - mean) * c), g = dy masked by y > 0 when relu.
 FAST_OPS_CLONES void grad_plane(const float *x, const float *y, const float *dy, float *dx, int64_t n, float mean,
                                 float k, float a, float c, bool relu) {
@@ -799,8 +820,19 @@ bool check_bn(int nparam, int expected, int *ndims, const char **dtypes, int64_t
 // Training forward: inputs x, gamma, beta, moving_mean, moving_var, hyper (eps, momentum);
 // outputs y, mean, var (biased: the normalisation's), and the updated moving mean and
 // variance: (1 - momentum) * old + momentum * batch, with the unbiased batch variance.
-int bn_train_forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int relu) {
-  if (!check_bn(nparam, 11, ndims, dtypes, shapes, "TcccchTcccc")) return 1;
+// mode: 0 BN, 1 BN then ReLU, 2 the join relu(BN(x) + residual), with the residual
+// (the shape of x) as a 7th input.
+int bn_train_forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int mode) {
+  const bool join = mode == 2;
+  if (!check_bn(nparam, join ? 12 : 11, ndims, dtypes, shapes, join ? "TcccchTTcccc" : "TcccchTcccc")) return 1;
+  if (join) {
+    for (int j = 0; j < 4; ++j) {
+      if (shapes[6][j] != shapes[0][j]) return 2;
+    }
+  }
+  const float *residual = join ? static_cast<const float *>(params[6]) : nullptr;
+  const int out = join ? 7 : 6;  // the first output
+  const bool relu = mode != 0;
   const Dims d = dims4(shapes[0]);
   const float *x = static_cast<const float *>(params[0]);
   const float *gamma = static_cast<const float *>(params[1]);
@@ -809,11 +841,11 @@ int bn_train_forward(int nparam, void **params, int *ndims, int64_t **shapes, co
   const float *moving_var = static_cast<const float *>(params[4]);
   const float eps = static_cast<const float *>(params[5])[0];
   const double momentum = static_cast<const float *>(params[5])[1];
-  float *y = static_cast<float *>(params[6]);
-  float *mean_out = static_cast<float *>(params[7]);
-  float *var_out = static_cast<float *>(params[8]);
-  float *moving_mean_out = static_cast<float *>(params[9]);
-  float *moving_var_out = static_cast<float *>(params[10]);
+  float *y = static_cast<float *>(params[out]);
+  float *mean_out = static_cast<float *>(params[out + 1]);
+  float *var_out = static_cast<float *>(params[out + 2]);
+  float *moving_mean_out = static_cast<float *>(params[out + 3]);
+  float *moving_var_out = static_cast<float *>(params[out + 4]);
   const int64_t hw = d.h * d.w, n = d.b * hw, planes = d.b * d.c;
   double *sums = plane_stats(static_cast<size_t>(3 * planes + 2 * d.c));
   double *m2s = sums + planes, *means = m2s + planes;
@@ -851,7 +883,12 @@ int bn_train_forward(int nparam, void **params, int *ndims, int64_t **shapes, co
   };
   auto apply = [&](int64_t p) {
     const int64_t c = p % d.c;
-    affine_plane(x + p * hw, y + p * hw, hw, static_cast<float>(scale[c]), static_cast<float>(shift[c]), relu != 0);
+    if (residual != nullptr) {
+      affine_add_relu_plane(x + p * hw, residual + p * hw, y + p * hw, hw, static_cast<float>(scale[c]),
+                            static_cast<float>(shift[c]));
+    } else {
+      affine_plane(x + p * hw, y + p * hw, hw, static_cast<float>(scale[c]), static_cast<float>(shift[c]), relu);
+    }
   };
   bn_steps(d, plane, channel, apply);
   return 0;
@@ -859,9 +896,13 @@ int bn_train_forward(int nparam, void **params, int *ndims, int64_t **shapes, co
 
 // Backward, training (batch statistics) or inference (fixed statistics):
 // inputs x, gamma, mean, var, hyper, y, dy; outputs dx, dgamma, dbeta.
-int bn_backward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int relu,
+// mode: 0 BN, 1 BN then ReLU, 2 the join (y its output; a 4th output, the residual's
+// gradient: dy where y > 0).
+int bn_backward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int mode,
                 bool training) {
-  if (!check_bn(nparam, 10, ndims, dtypes, shapes, "TccchTTTcc")) return 1;
+  const bool join = mode == 2, relu = mode != 0;
+  if (!check_bn(nparam, join ? 11 : 10, ndims, dtypes, shapes, join ? "TccchTTTccT" : "TccchTTTcc")) return 1;
+  float *dresidual = join ? static_cast<float *>(params[10]) : nullptr;
   const Dims d = dims4(shapes[0]);
   const float *x = static_cast<const float *>(params[0]);
   const float *gamma = static_cast<const float *>(params[1]);
@@ -883,7 +924,7 @@ int bn_backward(int nparam, void **params, int *ndims, int64_t **shapes, const c
     for (int64_t i = 0; i < hw; i += kBlock) {
       float a, bb;
       block_grad_sums(x + off + i, y + off + i, dy + off + i, static_cast<int>(std::min<int64_t>(kBlock, hw - i)),
-                      mean, relu != 0, &a, &bb);
+                      mean, relu, &a, &bb);
       sg += a;
       sgx += bb;
     }
@@ -902,8 +943,13 @@ int bn_backward(int nparam, void **params, int *ndims, int64_t **shapes, const c
   };
   auto apply = [&](int64_t p) {
     const int64_t c = p % d.c, off = p * hw;
-    grad_plane(x + off, y + off, dy + off, dx + off, hw, mean_in[c], static_cast<float>(ks[c]),
-               static_cast<float>(as[c]), static_cast<float>(cs[c]), relu != 0);
+    if (dresidual != nullptr) {
+      grad_plane_store(x + off, y + off, dy + off, dx + off, dresidual + off, hw, mean_in[c],
+                       static_cast<float>(ks[c]), static_cast<float>(as[c]), static_cast<float>(cs[c]));
+    } else {
+      grad_plane(x + off, y + off, dy + off, dx + off, hw, mean_in[c], static_cast<float>(ks[c]),
+                 static_cast<float>(as[c]), static_cast<float>(cs[c]), relu);
+    }
   };
   bn_steps(d, plane, channel, apply);
   return 0;
@@ -1629,13 +1675,15 @@ FAST_OPS_ENTRY(fast_bn_train_fwd, bn_train_forward, 0)
 FAST_OPS_ENTRY(fast_bn_train_fwd_relu, bn_train_forward, 1)
 FAST_OPS_ENTRY(fast_bn_train_bwd, bn_train_backward, 0)
 FAST_OPS_ENTRY(fast_bn_train_bwd_relu, bn_train_backward, 1)
+FAST_OPS_ENTRY(fast_bn_train_fwd_add_relu, bn_train_forward, 2)
+FAST_OPS_ENTRY(fast_bn_train_bwd_add_relu, bn_train_backward, 2)
 FAST_OPS_ENTRY(fast_bn_infer_fwd, bn_infer_forward, 0)
 FAST_OPS_ENTRY(fast_bn_infer_fwd_relu, bn_infer_forward, 1)
 FAST_OPS_ENTRY(fast_bn_infer_bwd, bn_infer_backward, 0)
 FAST_OPS_ENTRY(fast_bn_infer_bwd_relu, bn_infer_backward, 1)
 
 // Lets the loader check that the library it found is one of ours and of this version.
-extern "C" int fast_ops_abi_version() { return 10; }
+extern "C" int fast_ops_abi_version() { return 11; }
 
 // Whether the 1x1 convolution kernels found oneDNN's sgemm in this process (1) or not (0).
 extern "C" int fast_ops_gemm_available() { return find_sgemm() != nullptr ? 1 : 0; }

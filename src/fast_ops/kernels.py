@@ -11,7 +11,7 @@ import mindspore.ops as ops
 from . import native
 
 __all__ = ["require_float32", "pointwise_op", "gemm_available", "depthwise_op", "im2col_op", "bn_train_op", "bn_infer_op",
-           "pointwise_bn_op", "pointwise_bn_add_relu_op", "depthwise_bn_op", "add_relu_op", "pool_op",
+           "bn_train_add_relu_op", "pointwise_bn_op", "pointwise_bn_add_relu_op", "depthwise_bn_op", "add_relu_op", "pool_op",
            "global_avg_pool_op", "POOL_PADDINGS", "shuffle_permutation"]
 
 _cache = {}
@@ -153,6 +153,25 @@ def bn_train_op(relu):
         return _custom(f"fast_bn_train_fwd{suffix}", out_shape=lambda x, g, b, m, v, h: (x, g, g, g, g),
                        out_dtype=lambda x, g, b, m, v, h: (x, g, g, g, g), bprop=bprop)
     return _cached(("bn_train", relu), make)
+
+
+def bn_train_add_relu_op():
+    """Training: (x, gamma, beta, moving_mean, moving_variance, hyper, residual) ->
+    (relu(BN(x) + residual), batch mean, biased batch variance, new moving mean, new moving variance):
+    a ShuffleNet unit's last BN and its residual join in one pass, and one pass for their gradients."""
+    def make():
+        backward = _custom("fast_bn_train_bwd_add_relu", out_shape=lambda x, g, m, v, h, y, dy: (x, g, g, x),
+                           out_dtype=lambda x, g, m, v, h, y, dy: (x, g, g, x))
+
+        def bprop(x, gamma, beta, moving_mean, moving_var, hyper, residual, out, dout):
+            y, mean, var, _, _ = out
+            dx, dgamma, dbeta, dresidual = backward(x, gamma, mean, var, hyper, y, dout[0])
+            return (dx, dgamma, dbeta, ops.zeros_like(moving_mean), ops.zeros_like(moving_var),
+                    ops.zeros_like(hyper), dresidual)
+
+        return _custom("fast_bn_train_fwd_add_relu", out_shape=lambda x, g, b, m, v, h, r: (x, g, g, g, g),
+                       out_dtype=lambda x, g, b, m, v, h, r: (x, g, g, g, g), bprop=bprop)
+    return _cached("bn_train_add_relu", make)
 
 
 def bn_infer_op(relu):

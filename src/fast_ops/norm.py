@@ -14,7 +14,7 @@ import mindspore as ms
 import mindspore.nn as nn
 import mindspore.ops as ops
 
-from .kernels import add_relu_op, bn_infer_op, bn_train_op, require_float32
+from .kernels import add_relu_op, bn_infer_op, bn_train_add_relu_op, bn_train_op, require_float32
 
 __all__ = ["BatchNorm2d", "ConvBNSequence"]
 
@@ -38,18 +38,29 @@ class BatchNorm2d(nn.Cell):
         self.hyper = ms.Tensor([bn.eps, bn.momentum], ms.float32)
         self.train_kernel = bn_train_op(relu)
         self.infer_kernel = bn_infer_op(relu)
+        self.train_join_kernel = None if relu else bn_train_add_relu_op()
+
+    def _updated(self, outputs):
+        """The output of a training kernel, after updating the moving statistics from its other outputs."""
+        y, batch_mean, batch_var, moving_mean, moving_variance = outputs
+        ops.assign(self.moving_mean, moving_mean)
+        ops.assign(self.moving_variance, moving_variance)
+        # The batch statistics feed only the gradient; depending on them keeps graph
+        # mode from warning, once per BN, that it dropped the unused outputs.
+        return ops.depend(y, (batch_mean, batch_var))
 
     def construct(self, x):
         require_float32(self.where, x, self.gamma)
         if self.training:
-            y, batch_mean, batch_var, moving_mean, moving_variance = self.train_kernel(
-                x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.hyper)
-            ops.assign(self.moving_mean, moving_mean)
-            ops.assign(self.moving_variance, moving_variance)
-            # The batch statistics feed only the gradient; depending on them keeps graph
-            # mode from warning, once per BN, that it dropped the unused outputs.
-            return ops.depend(y, (batch_mean, batch_var))
+            return self._updated(self.train_kernel(x, self.gamma, self.beta, self.moving_mean,
+                                                   self.moving_variance, self.hyper))
         return self.infer_kernel(x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.hyper)
+
+    def forward_add_relu(self, x, residual):
+        """Training: ``relu(self(x) + residual)`` in one pass (a BN without a ReLU of its own)."""
+        require_float32(self.where, x, self.gamma, residual)
+        return self._updated(self.train_join_kernel(x, self.gamma, self.beta, self.moving_mean,
+                                                    self.moving_variance, self.hyper, residual))
 
 
 class ConvBNSequence(nn.SequentialCell):
@@ -92,9 +103,17 @@ class ConvBNSequence(nn.SequentialCell):
         return x
 
     def forward_add_relu(self, x, residual):
-        """``relu(self(x) + residual)``: one pass for the join in training, none of its own in eval mode."""
+        """``relu(self(x) + residual)``: in training, the join in the last BN's pass; in eval mode in the
+        last convolution's kernel."""
         require_float32(self.where, x, residual)
-        if self.training or not self.join_fusable:
+        if self.training:
+            if self.cell_list[self.last_start + 1].fused_relu:
+                return self.add_relu(residual, self.construct(x))
+            for i in self.head_starts:
+                x = self.cell_list[i + 1](self.cell_list[i](x))
+            x = self.cell_list[self.last_start](x)
+            return self.cell_list[self.last_start + 1].forward_add_relu(x, residual)
+        if not self.join_fusable:
             return self.add_relu(residual, self.construct(x))
         for i in self.head_starts:
             bn = self.cell_list[i + 1]
