@@ -506,3 +506,22 @@ def test_kernels_work_in_a_forked_child():
 
 
 # (graph-mode training on these kernels is quiet and updates the BN statistics: tests/test_train_eval.py)
+
+
+_SPIN_SCRIPT = _FORK_SCRIPT.split("pid = os.fork()")[0] + """
+import time
+for i in range(300):  # kernels back to back (picked up while polling) and after pauses (after sleeping)
+    assert np.array_equal(add_relu(a, b), expected), i
+    if i % 50 == 0:
+        time.sleep(0.01)
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("spin", ["300", "0", "not a number"])
+def test_workers_that_poll_before_sleeping_compute_the_same(spin):
+    # SHUFFLENET_FAST_OPS_SPIN_US: idle workers poll for the next kernel that long (batch-1 latency).
+    env = dict(os.environ, SHUFFLENET_FAST_OPS_SPIN_US=spin)
+    result = subprocess.run([sys.executable, "-c", _SPIN_SCRIPT, native.library_path()], capture_output=True,
+                            text=True, timeout=120, env=env)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr

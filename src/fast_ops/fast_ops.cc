@@ -18,8 +18,9 @@
 // own threads busy-waiting between kernels; an OpenMP team with spinning barriers
 // next to them (2 cores, other processes) turned a 7 ms forward pass into 270 ms.
 // Here the calling thread takes part in the work, work is handed out in chunks
-// from an atomic counter, and idle workers sleep, so a late or descheduled worker
-// never holds a kernel up.
+// from an atomic counter, and idle workers sleep (after polling for a while, if
+// SHUFFLENET_FAST_OPS_SPIN_US asks for it), so a late or descheduled worker never holds
+// a kernel up.
 #include <dlfcn.h>
 #include <pthread.h>
 #include <sched.h>
@@ -115,6 +116,9 @@ class Pool {
       n = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
     }
     threads_ = n < 1 ? 1 : n;
+    if (const char *env = std::getenv("SHUFFLENET_FAST_OPS_SPIN_US")) {
+      spin_us_ = std::max(0, std::min(std::atoi(env), 10000));
+    }
     pthread_atfork(nullptr, nullptr, &Pool::after_fork_in_child);
   }
 
@@ -166,6 +170,15 @@ class Pool {
       seen = generation_;
     }
     for (;;) {
+      if (spin_us_ > 0) {  // wait actively first (see spin_us_)
+        const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_us_);
+        for (int i = 0; generation_.load(std::memory_order_acquire) == seen; ++i) {
+#if defined(__x86_64__)
+          _mm_pause();
+#endif
+          if ((i & 63) == 63 && std::chrono::steady_clock::now() > until) break;
+        }
+      }
       std::shared_ptr<Job> job;
       {
         std::unique_lock<std::mutex> lock(mutex_);
@@ -183,8 +196,13 @@ class Pool {
   std::mutex mutex_;      // guards job_, generation_, stop_
   std::condition_variable cv_;
   std::shared_ptr<Job> job_;
-  uint64_t generation_ = 0;
+  std::atomic<uint64_t> generation_{0};
   bool stop_ = false;
+  // SHUFFLENET_FAST_OPS_SPIN_US (default 0, at most 10000): how long an idle worker polls for
+  // the next kernel before it sleeps. Waking a sleeping thread takes tens of microseconds
+  // in a VM, a real share of a batch-1 kernel (1.0x g3: 5-6% of an inference); polling
+  // costs a core's time that other processes may need, hence off unless asked for.
+  int spin_us_ = 0;
   std::vector<std::thread> *workers_ = new std::vector<std::thread>();
 };
 
@@ -855,7 +873,9 @@ int bn_train_forward(int nparam, void **params, int *ndims, int64_t **shapes, co
   auto plane = [&](int64_t p) {
     const float *xp = x + p * hw;
     double s = 0.0;
-    for (int64_t i = 0; i < hw; i += kBlock) s += block_sum(xp + i, static_cast<int>(std::min<int64_t>(kBlock, hw - i)));
+    for (int64_t i = 0; i < hw; i += kBlock) {
+      s += block_sum(xp + i, static_cast<int>(std::min<int64_t>(kBlock, hw - i)));
+    }
     const double pm = s / static_cast<double>(hw);
     double m2 = 0.0;
     for (int64_t i = 0; i < hw; i += kBlock) {
