@@ -13,7 +13,9 @@ ratios. Compare with the PyTorch yardstick run in the same session on the same m
 (tools/compare_with_yardstick.py does both in one run). Optional measurements:
 
 * ``--latency``: batch-1 inference, ms per image (p50 and p90 of ``--latency_runs``), of the
-  fast path (MindSpore, graph mode) and of ONNX Runtime on the same network's export, in turns;
+  fast path (MindSpore, graph mode: the network as a compiled function,
+  ``src.model_factory.inference_function``, and called as a Cell) and of ONNX Runtime on the
+  same network's export, in turns;
 * ``--real_jpeg N``: training on N photo-sized JPEGs (500x375) through train.py's data
   pipeline (decode, random-resized crop, flip, colour jitter, normalise) on the same cores,
   as a ratio to the synthetic-tensor training speed; and the replay rate of an exact resume
@@ -229,16 +231,19 @@ def bench_onnx(args, steps):
     return args.batch_size * steps / (time.perf_counter() - start)
 
 
-def _percentiles(runs_by_name, runs, warmup=3, block=10):
+def _percentiles(runs_by_name, runs, warmup=3, block=10, pause=0.05):
     """{name: (p50, p90) milliseconds} of each ``run()`` of ``runs_by_name``, over ``runs`` calls after ``warmup``.
 
     The runs take turns in blocks of ``block`` calls, so that a slow spell of a shared machine
-    falls on all of them alike and their ratio holds (call by call, the threads one leaves
-    spinning, ONNX Runtime's, would slow the other down).
+    falls on all of them alike and their ratio holds. Each block starts after a ``pause`` of
+    seconds: the threads a run leaves spinning (ONNX Runtime's poll for work after each run)
+    slowed the first 10-20 calls of the next path by up to half (measured here: a path
+    right after ONNX Runtime's block took 7.1-9.2 ms p50, 5.7-6.4 ms after another path).
     """
     times = {name: [] for name in runs_by_name}
     for first in range(0, runs, block):
         for name, run in runs_by_name.items():
+            time.sleep(pause)
             for _ in range(warmup):
                 run()
             for _ in range(min(block, runs - first)):
@@ -249,12 +254,19 @@ def _percentiles(runs_by_name, runs, warmup=3, block=10):
 
 
 def bench_latency(args):
-    """Batch-1 inference latency (p50, p90 ms) of the fast path and of ONNX Runtime on the same export, taking turns."""
-    used, _, infer_step, _, _ = _steps(args, "fast", batch_size=1)
+    """Batch-1 inference latency (p50, p90 ms) of the fast path, as a compiled function ("fast") and called as a
+    Cell ("fast_cell"), and of ONNX Runtime on the same export ("onnx"), taking turns."""
+    import mindspore as ms
+
+    from src.model_factory import inference_function
+
+    used, _, infer_step, _, net = _steps(args, "fast", batch_size=1)
+    infer = inference_function(net)
     session, name = _onnx_session(args, 1)
     image = np.random.RandomState(0).standard_normal((1, 3, args.image_size, args.image_size)).astype(np.float32)
-    result = _percentiles({"fast": lambda: _sync(infer_step()), "onnx": lambda: session.run(None, {name: image})},
-                          args.latency_runs)
+    tensor = ms.Tensor(image)
+    result = _percentiles({"fast": lambda: _sync(infer(tensor)), "fast_cell": lambda: _sync(infer_step()),
+                           "onnx": lambda: session.run(None, {name: image})}, args.latency_runs)
     result["fast_used"] = used
     return result
 
@@ -394,8 +406,9 @@ def main(argv=None):
     if args.latency:
         lat = bench_latency(args)
         results["latency"] = lat
-        (f50, f90), (o50, o90) = lat["fast"], lat["onnx"]
+        (f50, f90), (c50, c90), (o50, o90) = lat["fast"], lat["fast_cell"], lat["onnx"]
         print(f"latency fast: batch 1, p50 {f50:.2f} ms, p90 {f90:.2f} ms per image", flush=True)
+        print(f"latency fast, called as a Cell: batch 1, p50 {c50:.2f} ms, p90 {c90:.2f} ms per image", flush=True)
         print(f"latency onnx: batch 1, p50 {o50:.2f} ms, p90 {o90:.2f} ms per image", flush=True)
         print(f"ratio fast/onnx: batch-1 speed {o50 / f50:.2f}x (p50)", flush=True)
     needs_train = args.real_jpeg or args.checkpoint_every or args.limit

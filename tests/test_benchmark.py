@@ -56,6 +56,8 @@ def test_benchmark_latency_real_jpeg_and_checkpoint_cost():
     out = proc.stdout
     lat = {path: re.search(rf"^latency {path}: batch 1, p50 ([\d.]+) ms, p90 ([\d.]+) ms per image$", out,
                            re.M).groups() for path in ("fast", "onnx")}
+    lat["fast_cell"] = re.search(r"^latency fast, called as a Cell: batch 1, p50 ([\d.]+) ms, p90 ([\d.]+) ms per "
+                                 r"image$", out, re.M).groups()
     assert all(0 < float(p50) <= float(p90) for p50, p90 in lat.values()), out
     ratio = re.search(r"^ratio fast/onnx: batch-1 speed ([\d.]+)x \(p50\)$", out, re.M)
     assert ratio and _ratio_of_rounded(ratio.group(1), lat["onnx"][0], lat["fast"][0]), out

@@ -18,7 +18,7 @@ from src.fast_ops import ConvBNSequence, ShuffleUnit, accelerate, is_accelerated
 from src.fast_ops.conv import DenseConv3x3, DepthwiseConv2d, PointwiseConv2d, shuffle_permutation
 from src.fast_ops.norm import BatchNorm2d
 from src.fast_ops.pool import GlobalAvgPool, Pool3x3s2
-from src.model_factory import create_network
+from src.model_factory import create_network, inference_function
 from src.model_utils.config import load_config
 from src.shufflenetv1 import ShuffleNetV1, channel_shuffle
 from src.shufflenetv1 import GlobalAvgPool as PlainGlobalAvgPool
@@ -380,6 +380,19 @@ def test_accelerated_network_matches_plain(model_size, group, size, batch, train
     for name, expected in results[False].items():
         assert_close(results[True][name], expected, name if name in ("logits", "input") else f"gradient of {name}",
                      tol=tol)
+
+
+def test_inference_function_is_the_network_in_eval_mode():
+    # (the compiled function of batch-1 serving, src.model_factory.inference_function)
+    net = _net(True, seed=3)
+    net.set_train(True)
+    x = ms.Tensor(np.random.RandomState(2).standard_normal((1, 3, 40, 40)).astype(np.float32))
+    infer = inference_function(net)
+    assert not net.training
+    out = infer(x).asnumpy()
+    assert out.shape == (1, 10)
+    np.testing.assert_array_equal(out, net(x).asnumpy())
+    np.testing.assert_array_equal(infer(x).asnumpy(), out)  # called again: the compiled graph
 
 
 def test_network_train_step_pynative_matches_graph():
