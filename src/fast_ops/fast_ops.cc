@@ -200,7 +200,7 @@ class Pool {
   bool stop_ = false;
   // SHUFFLENET_FAST_OPS_SPIN_US (default 0, at most 10000): how long an idle worker polls for
   // the next kernel before it sleeps. Waking a sleeping thread takes tens of microseconds
-  // in a VM, a real share of a batch-1 kernel (1.0x g3: 5-6% of an inference); polling
+  // in a VM, a real share of a batch-1 kernel (1.0x g3: 5-7% of an inference); polling
   // costs a core's time that other processes may need, hence off unless asked for.
   int spin_us_ = 0;
   std::vector<std::thread> *workers_ = new std::vector<std::thread>();
@@ -296,7 +296,7 @@ struct NoApply {
 };
 
 template <typename Plane, typename Channel, typename Apply>
-void bn_steps(const Dims &d, const Plane &plane, const Channel &channel, const Apply &apply) {
+void plane_channel_steps(const Dims &d, const Plane &plane, const Channel &channel, const Apply &apply) {
   const int64_t hw = d.h * d.w, planes = d.b * d.c;
   if (hw >= 1024) {
     parallel_for(d.c, [&](int64_t c) {
@@ -581,7 +581,7 @@ int dw_forward(int nparam, void **params, int *ndims, int64_t **shapes, const ch
 // Depthwise backward: inputs x (B, C, H, W), w (C, 1, 3, 3), perm (C,) int32,
 // dy (B, C, Ho, Wo); outputs dx (B, C, H, W) (in x's channel order), dw (C, 1, 3, 3).
 // Per plane dx and 9 weight-gradient sums, then per channel the sums over the images, in
-// image order (bn_steps picks the order of the planes).
+// image order (plane_channel_steps picks the order of the planes).
 int dw_backward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int stride) {
   if (!check(nparam, 6, ndims, dtypes, 2)) return 1;
   const Dims d = dims4(shapes[0]);
@@ -617,7 +617,7 @@ int dw_backward(int nparam, void **params, int *ndims, int64_t **shapes, const c
     }
     for (int k = 0; k < 9; ++k) dw[c * 9 + k] = static_cast<float>(acc[k]);
   };
-  bn_steps(d, plane, channel, NoApply());
+  plane_channel_steps(d, plane, channel, NoApply());
   return 0;
 }
 
@@ -910,7 +910,7 @@ int bn_train_forward(int nparam, void **params, int *ndims, int64_t **shapes, co
       affine_plane(x + p * hw, y + p * hw, hw, static_cast<float>(scale[c]), static_cast<float>(shift[c]), relu);
     }
   };
-  bn_steps(d, plane, channel, apply);
+  plane_channel_steps(d, plane, channel, apply);
   return 0;
 }
 
@@ -971,7 +971,7 @@ int bn_backward(int nparam, void **params, int *ndims, int64_t **shapes, const c
                  static_cast<float>(as[c]), static_cast<float>(cs[c]), relu);
     }
   };
-  bn_steps(d, plane, channel, apply);
+  plane_channel_steps(d, plane, channel, apply);
   return 0;
 }
 

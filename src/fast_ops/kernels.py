@@ -10,9 +10,9 @@ import mindspore.ops as ops
 
 from . import native
 
-__all__ = ["require_float32", "pointwise_op", "gemm_available", "depthwise_op", "im2col_op", "bn_train_op", "bn_infer_op",
-           "bn_train_add_relu_op", "pointwise_bn_op", "pointwise_bn_add_relu_op", "depthwise_bn_op", "add_relu_op", "pool_op",
-           "global_avg_pool_op", "POOL_PADDINGS", "shuffle_permutation"]
+__all__ = ["require_float32", "pointwise_op", "gemm_available", "depthwise_op", "im2col_op", "bn_train_op",
+           "bn_train_add_relu_op", "bn_infer_op", "pointwise_bn_op", "pointwise_bn_add_relu_op", "depthwise_bn_op",
+           "add_relu_op", "pool_op", "global_avg_pool_op", "POOL_PADDINGS", "shuffle_permutation"]
 
 _cache = {}
 
