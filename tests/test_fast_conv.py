@@ -186,6 +186,82 @@ def test_batchnorm_matches_nn_batchnorm(mode, relu, train, shape):
         assert_close(g_f.asnumpy(), g_p.asnumpy(), f"gradient of {what}")
 
 
+class _SeparateConvBN(nn.Cell):
+    """A ConvBNSequence's first pair in training on the separate kernels: the convolution's, then the BN's
+    (with the join when a residual is given)."""
+
+    def __init__(self, seq, join):
+        super().__init__()
+        self.conv, self.bn, self.join = seq.cell_list[0], seq.cell_list[1], join
+
+    def construct(self, x, residual):
+        if self.join:
+            return self.bn.forward_add_relu(self.conv(x), residual)
+        return self.bn(self.conv(x))
+
+
+class _FusedConvBN(nn.Cell):
+    def __init__(self, seq, join):
+        super().__init__()
+        self.seq, self.join = seq, join
+
+    def construct(self, x, residual):
+        if self.join:
+            return self.seq.forward_add_relu(x, residual)
+        return self.seq(x)
+
+
+# The 1x1 and stem convolutions train with their BN as one kernel each way; the results must be the
+# separate kernels', bit for bit. Batch 1 cuts the GEMMs into blocks (the BN's sums then in a pass of
+# their own); 40x33 planes are summed channel by channel, 5x7 in memory order.
+@pytest.mark.parametrize("conv,cin,cout,group,shape,relu,join", [
+    ("1x1", 6, 9, 3, (3, 5, 7), False, False), ("1x1", 6, 9, 3, (3, 5, 7), True, False),
+    ("1x1", 6, 9, 3, (3, 5, 7), False, True), ("1x1", 4, 6, 1, (2, 40, 33), False, True),
+    ("1x1", 4, 6, 1, (2, 40, 33), True, False), ("1x1", 48, 96, 3, (1, 28, 28), False, True),
+    ("1x1", 96, 192, 3, (1, 6, 6), True, False), ("3x3", 3, 8, 1, (2, 20, 17), True, False),
+    ("3x3", 3, 8, 1, (1, 40, 40), False, False),
+])
+def test_conv_bn_training_kernel_is_the_separate_kernels_bit_for_bit(mode, conv, cin, cout, group, shape, relu, join):
+    rng = np.random.RandomState(6)
+    batch, h, w = shape
+    if conv == "1x1":
+        plain = nn.Conv2d(cin, cout, 1, pad_mode="pad", padding=0, group=group, has_bias=False)
+        fast = PointwiseConv2d(plain)
+    else:
+        plain = nn.Conv2d(cin, cout, 3, stride=2, pad_mode="pad", padding=1, has_bias=False)
+        fast = DenseConv3x3(plain)
+        h, w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+    plain.weight.set_data(ms.Tensor(rng.standard_normal(plain.weight.shape).astype(np.float32) * 0.5))
+    bn = nn.BatchNorm2d(cout, momentum=0.8, eps=1e-3)
+    for name in ("gamma", "beta", "moving_mean", "moving_variance"):
+        getattr(bn, name).set_data(ms.Tensor(rng.uniform(0.5, 1.5, cout).astype(np.float32)))
+    seq = ConvBNSequence([fast, BatchNorm2d(bn, relu=relu)])
+    assert fast.bn_train is not None
+    assert (fast.bn_train_add_relu is not None) == (conv == "1x1" and not relu)
+    x = ms.Tensor(rng.standard_normal((batch, cin, *shape[1:])).astype(np.float32))
+    residual = ms.Tensor(rng.standard_normal((batch, cout, h, w)).astype(np.float32))
+    sens = ms.Tensor(rng.standard_normal((batch, cout, h, w)).astype(np.float32))
+    start = {name: getattr(bn, name).asnumpy().copy() for name in ("moving_mean", "moving_variance")}
+    results = []
+    for cell in (_FusedConvBN(seq, join), _SeparateConvBN(seq, join)):
+        cell.set_train(True)
+        for name, value in start.items():
+            getattr(bn, name).set_data(ms.Tensor(value))
+        out = {"output": cell(x, residual).asnumpy()}
+        out.update({name: getattr(bn, name).asnumpy().copy() for name in start})
+        grad = ops.GradOperation(get_all=True, get_by_list=True, sens_param=True)
+        dinputs, dparams = grad(cell, ms.ParameterTuple(cell.trainable_params()))(x, residual, sens)
+        out["input gradient"], out["residual gradient"] = dinputs[0].asnumpy(), dinputs[1].asnumpy()
+        out.update({f"gradient of {p.name}": g.asnumpy() for p, g in zip(cell.trainable_params(), dparams)})
+        results.append(out)
+    fused, separate = results
+    assert fused.keys() == separate.keys() and len(fused) == 8
+    for name, value in fused.items():  # (a residual that is not joined has no gradient)
+        assert np.abs(value).max() > 0 or (name == "residual gradient" and not join), name
+    for name, expected in separate.items():
+        np.testing.assert_array_equal(fused[name], expected, err_msg=name)
+
+
 @pytest.mark.parametrize("kind", ["max", "avg"])
 @pytest.mark.parametrize("padding", ["same", "symmetric"])
 @pytest.mark.parametrize("shape", [(2, 3, 7, 6), (1, 2, 8, 9), (1, 1, 1, 2)])

@@ -14,7 +14,8 @@ ungrouped 1x1 convolutions are fast). The Cells here compute the same functions:
 Each takes the ``nn.Conv2d`` it stands for and holds that Cell's ``weight`` Parameter
 (the same object), so the optimizer, checkpoints and the plain network see one set of
 parameters. Each also has ``forward_with_bn``, used by
-:class:`~src.fast_ops.norm.ConvBNSequence` in eval mode.
+:class:`~src.fast_ops.norm.ConvBNSequence` in eval mode, and the 1x1 and stem convolutions
+``train_with_bn`` (``bn_train`` is None where there is none), used in training.
 """
 import mindspore as ms
 import mindspore.nn as nn
@@ -22,8 +23,8 @@ import mindspore.ops as ops
 
 from . import native
 from .kernels import (add_relu_op, bn_infer_op, depthwise_bn_op, depthwise_op, gemm_available, im2col_op,
-                      pointwise_bn_add_relu_op, pointwise_bn_op, pointwise_op, require_float32,
-                      shuffle_permutation)
+                      pointwise_bn_add_relu_op, pointwise_bn_op, pointwise_bn_train_op, pointwise_op,
+                      require_float32, shuffle_permutation)
 
 __all__ = ["PointwiseConv2d", "DepthwiseConv2d", "DenseConv3x3", "fast_conv", "resolve_conv_impl",
            "fast_ops_available", "shuffle_permutation", "DENSE3X3_MAX_IN_CHANNELS", "CONV_IMPLS"]
@@ -85,6 +86,9 @@ class _FastConv(nn.Cell):
         self.in_channels, self.out_channels, self.group = conv.in_channels, conv.out_channels, conv.group
         self.weight = conv.weight
         self.where = type(self).__name__
+        # Training kernels of this convolution with the BN after it (set by fuse_bn where there are).
+        self.bn_train = None
+        self.bn_train_add_relu = None
 
 
 class PointwiseConv2d(_FastConv):
@@ -111,6 +115,23 @@ class PointwiseConv2d(_FastConv):
         self.bn_add_relu_fused = pointwise_bn_add_relu_op() if self.use_gemm and not relu else None
         self.bn_eval = bn_infer_op(relu)
         self.add_relu = add_relu_op()
+        if self.use_gemm:
+            self.bn_train = pointwise_bn_train_op(1 if relu else 0)
+            self.bn_train_add_relu = None if relu else pointwise_bn_train_op(2)
+
+    def train_with_bn(self, x, gamma, beta, mean, var, hyper):
+        """Training: this convolution then BN on the batch statistics (and ReLU), one kernel each way.
+
+        Returns what :func:`~src.fast_ops.kernels.pointwise_bn_train_op` does (the output first,
+        the new moving mean and variance last).
+        """
+        require_float32(self.where, x, self.weight, gamma)
+        return self.bn_train(x, self.weight, gamma, beta, mean, var, hyper)
+
+    def train_with_bn_add_relu(self, x, gamma, beta, mean, var, hyper, residual):
+        """Training: relu(BN(this convolution(x)) + residual), one kernel each way (as :meth:`train_with_bn`)."""
+        require_float32(self.where, x, self.weight, gamma, residual)
+        return self.bn_train_add_relu(x, self.weight, gamma, beta, mean, var, hyper, residual)
 
     def forward_with_bn(self, x, gamma, beta, mean, var, hyper):
         """Inference: this convolution, then BN on moving statistics (and ReLU), fused where possible."""
@@ -192,6 +213,15 @@ class DenseConv3x3(_FastConv):
         """Prepare :meth:`forward_with_bn` for a following BN (then ReLU if ``relu``)."""
         self.bn_fused = pointwise_bn_op(relu) if self.use_gemm else None
         self.bn_eval = bn_infer_op(relu)
+        if self.use_gemm:
+            self.bn_train = pointwise_bn_train_op(1 if relu else 0, "dense")
+
+    def train_with_bn(self, x, gamma, beta, mean, var, hyper):
+        """Training: this convolution then BN on the batch statistics (and ReLU), as
+        :meth:`PointwiseConv2d.train_with_bn` (on the im2col columns)."""
+        require_float32(self.where, x, self.weight, gamma)
+        return self.bn_train(self.im2col(x), ops.reshape(self.weight, (self.out_channels, self.k, 1, 1)),
+                             gamma, beta, mean, var, hyper)
 
     def forward_with_bn(self, x, gamma, beta, mean, var, hyper):
         """Inference: this convolution, then BN on moving statistics (and ReLU), fused where possible."""

@@ -295,6 +295,19 @@ struct NoApply {
   void operator()(int64_t) const {}
 };
 
+// channel(0..C-1) after per-plane sums: in blocks of 64 channels, on the caller alone for a small tensor.
+template <typename Channel>
+void for_channels(const Dims &d, const Channel &channel) {
+  constexpr int64_t kChannels = 64;
+  if (d.b * d.c * d.h * d.w < (int64_t{1} << 14)) {
+    for (int64_t c = 0; c < d.c; ++c) channel(c);
+    return;
+  }
+  parallel_for((d.c + kChannels - 1) / kChannels, [&](int64_t t) {
+    for (int64_t c = t * kChannels; c < std::min(d.c, (t + 1) * kChannels); ++c) channel(c);
+  });
+}
+
 template <typename Plane, typename Channel, typename Apply>
 void plane_channel_steps(const Dims &d, const Plane &plane, const Channel &channel, const Apply &apply) {
   const int64_t hw = d.h * d.w, planes = d.b * d.c;
@@ -309,14 +322,7 @@ void plane_channel_steps(const Dims &d, const Plane &plane, const Channel &chann
     return;
   }
   parallel_for_planes(planes, hw, plane);
-  constexpr int64_t kChannels = 64;
-  if (planes * hw < (int64_t{1} << 14)) {
-    for (int64_t c = 0; c < d.c; ++c) channel(c);
-  } else {
-    parallel_for((d.c + kChannels - 1) / kChannels, [&](int64_t t) {
-      for (int64_t c = t * kChannels; c < std::min(d.c, (t + 1) * kChannels); ++c) channel(c);
-    });
-  }
+  for_channels(d, channel);
   if constexpr (!std::is_same_v<Apply, NoApply>) parallel_for_planes(planes, hw, apply);
 }
 
@@ -835,42 +841,37 @@ bool check_bn(int nparam, int expected, int *ndims, const char **dtypes, int64_t
   return true;
 }
 
-// Training forward: inputs x, gamma, beta, moving_mean, moving_var, hyper (eps, momentum);
-// outputs y, mean, var (biased: the normalisation's), and the updated moving mean and
-// variance: (1 - momentum) * old + momentum * batch, with the unbiased batch variance.
-// mode: 0 BN, 1 BN then ReLU, 2 the join relu(BN(x) + residual), with the residual
-// (the shape of x) as a 7th input.
-int bn_train_forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int mode) {
-  const bool join = mode == 2;
-  if (!check_bn(nparam, join ? 12 : 11, ndims, dtypes, shapes, join ? "TcccchTTcccc" : "TcccchTcccc")) return 1;
-  if (join) {
-    for (int j = 0; j < 4; ++j) {
-      if (shapes[6][j] != shapes[0][j]) return 2;
-    }
+// The steps of a training BN forward (plane_channel_steps runs them): each plane's sum and
+// squared deviations from its own mean (the plane is in cache for the second look), planes
+// combined exactly (Chan et al.) in double, then the normalisation (mode as below). Shared
+// by the BN kernel and the 1x1 convolution + BN kernel, which takes each plane's sums while
+// the convolution's output is still in cache.
+struct BnForward {
+  Dims d;
+  int64_t hw, n;
+  const float *x, *gamma, *beta, *moving_mean, *moving_var, *residual;
+  float eps;
+  double momentum;
+  bool relu;
+  float *y, *mean_out, *var_out, *moving_mean_out, *moving_var_out;
+  double *sums, *m2s, *means, *scale, *shift;
+
+  // bn: gamma, beta, moving_mean, moving_var, hyper (eps, momentum) in a row; out: batch mean,
+  // batch variance, new moving mean, new moving variance in a row.
+  BnForward(const Dims &dims, const float *x_, void **bn, const float *residual_, bool relu_, float *y_, void **out)
+      : d(dims), hw(dims.h * dims.w), n(dims.b * dims.h * dims.w), x(x_), residual(residual_), relu(relu_), y(y_) {
+    gamma = static_cast<const float *>(bn[0]), beta = static_cast<const float *>(bn[1]);
+    moving_mean = static_cast<const float *>(bn[2]), moving_var = static_cast<const float *>(bn[3]);
+    eps = static_cast<const float *>(bn[4])[0];
+    momentum = static_cast<const float *>(bn[4])[1];
+    mean_out = static_cast<float *>(out[0]), var_out = static_cast<float *>(out[1]);
+    moving_mean_out = static_cast<float *>(out[2]), moving_var_out = static_cast<float *>(out[3]);
+    const int64_t planes = d.b * d.c;
+    sums = plane_stats(static_cast<size_t>(3 * planes + 2 * d.c));
+    m2s = sums + planes, means = m2s + planes, scale = means + planes, shift = scale + d.c;
   }
-  const float *residual = join ? static_cast<const float *>(params[6]) : nullptr;
-  const int out = join ? 7 : 6;  // the first output
-  const bool relu = mode != 0;
-  const Dims d = dims4(shapes[0]);
-  const float *x = static_cast<const float *>(params[0]);
-  const float *gamma = static_cast<const float *>(params[1]);
-  const float *beta = static_cast<const float *>(params[2]);
-  const float *moving_mean = static_cast<const float *>(params[3]);
-  const float *moving_var = static_cast<const float *>(params[4]);
-  const float eps = static_cast<const float *>(params[5])[0];
-  const double momentum = static_cast<const float *>(params[5])[1];
-  float *y = static_cast<float *>(params[out]);
-  float *mean_out = static_cast<float *>(params[out + 1]);
-  float *var_out = static_cast<float *>(params[out + 2]);
-  float *moving_mean_out = static_cast<float *>(params[out + 3]);
-  float *moving_var_out = static_cast<float *>(params[out + 4]);
-  const int64_t hw = d.h * d.w, n = d.b * hw, planes = d.b * d.c;
-  double *sums = plane_stats(static_cast<size_t>(3 * planes + 2 * d.c));
-  double *m2s = sums + planes, *means = m2s + planes;
-  double *scale = means + planes, *shift = scale + d.c;
-  // Each plane's sum and squared deviations from its own mean (the plane is in cache for
-  // the second look), planes combined exactly (Chan et al.), in double.
-  auto plane = [&](int64_t p) {
+
+  void plane(int64_t p) const {
     const float *xp = x + p * hw;
     double s = 0.0;
     for (int64_t i = 0; i < hw; i += kBlock) {
@@ -882,8 +883,9 @@ int bn_train_forward(int nparam, void **params, int *ndims, int64_t **shapes, co
       m2 += block_sq_dev(xp + i, static_cast<int>(std::min<int64_t>(kBlock, hw - i)), static_cast<float>(pm));
     }
     sums[p] = s, m2s[p] = m2, means[p] = pm;
-  };
-  auto channel = [&](int64_t c) {
+  }
+
+  void channel(int64_t c) const {
     double total = 0.0, m2 = 0.0;
     for (int64_t b = 0; b < d.b; ++b) total += sums[b * d.c + c], m2 += m2s[b * d.c + c];
     const double mean = total / static_cast<double>(n);
@@ -900,8 +902,9 @@ int bn_train_forward(int nparam, void **params, int *ndims, int64_t **shapes, co
     const double unbiased = n > 1 ? m2 / static_cast<double>(n - 1) : var;
     moving_mean_out[c] = static_cast<float>((1.0 - momentum) * moving_mean[c] + momentum * mean);
     moving_var_out[c] = static_cast<float>((1.0 - momentum) * moving_var[c] + momentum * unbiased);
-  };
-  auto apply = [&](int64_t p) {
+  }
+
+  void apply(int64_t p) const {
     const int64_t c = p % d.c;
     if (residual != nullptr) {
       affine_add_relu_plane(x + p * hw, residual + p * hw, y + p * hw, hw, static_cast<float>(scale[c]),
@@ -909,35 +912,61 @@ int bn_train_forward(int nparam, void **params, int *ndims, int64_t **shapes, co
     } else {
       affine_plane(x + p * hw, y + p * hw, hw, static_cast<float>(scale[c]), static_cast<float>(shift[c]), relu);
     }
-  };
-  plane_channel_steps(d, plane, channel, apply);
+  }
+
+  void run() const {
+    plane_channel_steps(d, [this](int64_t p) { plane(p); }, [this](int64_t c) { channel(c); },
+                        [this](int64_t p) { apply(p); });
+  }
+};
+
+// Training forward: inputs x, gamma, beta, moving_mean, moving_var, hyper (eps, momentum);
+// outputs y, mean, var (biased: the normalisation's), and the updated moving mean and
+// variance: (1 - momentum) * old + momentum * batch, with the unbiased batch variance.
+// mode: 0 BN, 1 BN then ReLU, 2 the join relu(BN(x) + residual), with the residual
+// (the shape of x) as a 7th input.
+int bn_train_forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int mode) {
+  const bool join = mode == 2;
+  if (!check_bn(nparam, join ? 12 : 11, ndims, dtypes, shapes, join ? "TcccchTTcccc" : "TcccchTcccc")) return 1;
+  if (join) {
+    for (int j = 0; j < 4; ++j) {
+      if (shapes[6][j] != shapes[0][j]) return 2;
+    }
+  }
+  const int out = join ? 7 : 6;  // the first output
+  BnForward(dims4(shapes[0]), static_cast<const float *>(params[0]), params + 1,
+            join ? static_cast<const float *>(params[6]) : nullptr, mode != 0, static_cast<float *>(params[out]),
+            params + out + 1)
+      .run();
   return 0;
 }
 
-// Backward, training (batch statistics) or inference (fixed statistics):
-// inputs x, gamma, mean, var, hyper, y, dy; outputs dx, dgamma, dbeta.
-// mode: 0 BN, 1 BN then ReLU, 2 the join (y its output; a 4th output, the residual's
-// gradient: dy where y > 0).
-int bn_backward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int mode,
-                bool training) {
-  const bool join = mode == 2, relu = mode != 0;
-  if (!check_bn(nparam, join ? 11 : 10, ndims, dtypes, shapes, join ? "TccchTTTccT" : "TccchTTTcc")) return 1;
-  float *dresidual = join ? static_cast<float *>(params[10]) : nullptr;
-  const Dims d = dims4(shapes[0]);
-  const float *x = static_cast<const float *>(params[0]);
-  const float *gamma = static_cast<const float *>(params[1]);
-  const float *mean_in = static_cast<const float *>(params[2]);
-  const float *var_in = static_cast<const float *>(params[3]);
-  const float eps = static_cast<const float *>(params[4])[0];
-  const float *y = static_cast<const float *>(params[5]);
-  const float *dy = static_cast<const float *>(params[6]);
-  float *dx = static_cast<float *>(params[7]);
-  float *dgamma = static_cast<float *>(params[8]);
-  float *dbeta = static_cast<float *>(params[9]);
-  const int64_t hw = d.h * d.w, n = d.b * hw, planes = d.b * d.c;
-  double *sgs = plane_stats(static_cast<size_t>(2 * planes + 3 * d.c));
-  double *sgxs = sgs + planes, *ks = sgxs + planes, *as = ks + d.c, *cs = as + d.c;
-  auto plane = [&](int64_t p) {
+// The steps of a BN backward, training (batch statistics) or inference (fixed statistics):
+// per plane sum(g) and sum(g * (x - mean)) (g: dy, masked by the ReLU when there is one),
+// their per-channel combination (dgamma, dbeta and the coefficients of dx), then dx.
+struct BnBackward {
+  Dims d;
+  int64_t hw, n;
+  const float *x, *gamma, *mean_in, *var_in, *y, *dy;
+  float eps;
+  bool relu, training;
+  float *dgamma, *dbeta;
+  double *sgs, *sgxs, *ks, *as, *cs;
+
+  // in: x, gamma, mean, var, hyper, y, dy in a row.
+  BnBackward(const Dims &dims, void **in, bool relu_, bool training_, float *dgamma_, float *dbeta_)
+      : d(dims), hw(dims.h * dims.w), n(dims.b * dims.h * dims.w), relu(relu_), training(training_),
+        dgamma(dgamma_), dbeta(dbeta_) {
+    x = static_cast<const float *>(in[0]), gamma = static_cast<const float *>(in[1]);
+    mean_in = static_cast<const float *>(in[2]), var_in = static_cast<const float *>(in[3]);
+    eps = static_cast<const float *>(in[4])[0];
+    y = static_cast<const float *>(in[5]), dy = static_cast<const float *>(in[6]);
+    const int64_t planes = d.b * d.c;
+    sgs = plane_stats(static_cast<size_t>(2 * planes + 3 * d.c));
+    sgxs = sgs + planes, ks = sgxs + planes, as = ks + d.c, cs = as + d.c;
+  }
+
+  void plane(int64_t p) const {
     const int64_t off = p * hw;
     const float mean = mean_in[p % d.c];
     double sg = 0.0, sgx = 0.0;
@@ -949,8 +978,9 @@ int bn_backward(int nparam, void **params, int *ndims, int64_t **shapes, const c
       sgx += bb;
     }
     sgs[p] = sg, sgxs[p] = sgx;
-  };
-  auto channel = [&](int64_t c) {
+  }
+
+  void channel(int64_t c) const {
     const double invstd = 1.0 / std::sqrt(static_cast<double>(var_in[c]) + static_cast<double>(eps));
     double sg = 0.0, sgx = 0.0;
     for (int64_t b = 0; b < d.b; ++b) sg += sgs[b * d.c + c], sgx += sgxs[b * d.c + c];
@@ -960,18 +990,37 @@ int bn_backward(int nparam, void **params, int *ndims, int64_t **shapes, const c
     ks[c] = static_cast<float>(gamma[c] * invstd);
     as[c] = training ? static_cast<float>(sg / static_cast<double>(n)) : 0.f;
     cs[c] = training ? static_cast<float>(g_gamma * invstd / static_cast<double>(n)) : 0.f;
-  };
-  auto apply = [&](int64_t p) {
+  }
+
+  // Plane p of dx into dxp (and, for the join, of the residual's gradient into drp).
+  void apply(int64_t p, float *dxp, float *drp) const {
     const int64_t c = p % d.c, off = p * hw;
-    if (dresidual != nullptr) {
-      grad_plane_store(x + off, y + off, dy + off, dx + off, dresidual + off, hw, mean_in[c],
-                       static_cast<float>(ks[c]), static_cast<float>(as[c]), static_cast<float>(cs[c]));
+    if (drp != nullptr) {
+      grad_plane_store(x + off, y + off, dy + off, dxp, drp, hw, mean_in[c], static_cast<float>(ks[c]),
+                       static_cast<float>(as[c]), static_cast<float>(cs[c]));
     } else {
-      grad_plane(x + off, y + off, dy + off, dx + off, hw, mean_in[c], static_cast<float>(ks[c]),
+      grad_plane(x + off, y + off, dy + off, dxp, hw, mean_in[c], static_cast<float>(ks[c]),
                  static_cast<float>(as[c]), static_cast<float>(cs[c]), relu);
     }
-  };
-  plane_channel_steps(d, plane, channel, apply);
+  }
+};
+
+// Backward, training (batch statistics) or inference (fixed statistics):
+// inputs x, gamma, mean, var, hyper, y, dy; outputs dx, dgamma, dbeta.
+// mode: 0 BN, 1 BN then ReLU, 2 the join (y its output; a 4th output, the residual's
+// gradient: dy where y > 0).
+int bn_backward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int mode,
+                bool training) {
+  const bool join = mode == 2;
+  if (!check_bn(nparam, join ? 11 : 10, ndims, dtypes, shapes, join ? "TccchTTTccT" : "TccchTTTcc")) return 1;
+  float *dx = static_cast<float *>(params[7]);
+  float *dresidual = join ? static_cast<float *>(params[10]) : nullptr;
+  const BnBackward bn(dims4(shapes[0]), params, mode != 0, training, static_cast<float *>(params[8]),
+                      static_cast<float *>(params[9]));
+  const int64_t hw = bn.hw;
+  plane_channel_steps(
+      bn.d, [&](int64_t p) { bn.plane(p); }, [&](int64_t c) { bn.channel(c); },
+      [&](int64_t p) { bn.apply(p, dx + p * hw, dresidual != nullptr ? dresidual + p * hw : nullptr); });
   return 0;
 }
 
@@ -1129,6 +1178,27 @@ int pw_forward(int nparam, void **params, int *ndims, int64_t **shapes, const ch
   return status.load();
 }
 
+// Into how many ranges of images the 1x1 weight gradient's sum over the batch is split: about
+// 2 tasks per thread over all groups.
+int64_t pw_weight_grad_splits(const PwDims &d) {
+  const int64_t want = 2 * static_cast<int64_t>(Pool::instance().threads());
+  return std::max<int64_t>(1, std::min<int64_t>(d.b, (want + d.g - 1) / d.g));
+}
+
+// The 1x1 weight gradient's partial sums (partial[s * g + gi]: group gi over the s-th of `splits`
+// ranges of images) added up in order into dw.
+void add_partial_weight_grads(const PwDims &d, int64_t splits, const std::vector<float> &partial, float *dw) {
+  const int64_t wsize = d.og * d.cg;
+  for (int64_t gi = 0; gi < d.g; ++gi) {
+    float *sum = dw + gi * wsize;
+    std::memcpy(sum, partial.data() + gi * wsize, sizeof(float) * wsize);
+    for (int64_t s = 1; s < splits; ++s) {
+      const float *p = partial.data() + (s * d.g + gi) * wsize;
+      for (int64_t i = 0; i < wsize; ++i) sum[i] += p[i];
+    }
+  }
+}
+
 // Backward: inputs x, w, dy (B, Cout, H, W); outputs dx (B, Cin, H, W), dw (Cout, Cin / g, 1, 1).
 int pw_backward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int) {
   if (!check(nparam, 5, ndims, dtypes)) return 1;
@@ -1144,8 +1214,7 @@ int pw_backward(int nparam, void **params, int *ndims, int64_t **shapes, const c
   float *dw = static_cast<float *>(params[4]);
   // Weight gradient: per group a sum over the batch, split into `splits` partial sums
   // so that there are enough tasks for the threads; then added up.
-  const int64_t want = 2 * static_cast<int64_t>(Pool::instance().threads());
-  const int64_t splits = std::max<int64_t>(1, std::min<int64_t>(d.b, (want + d.g - 1) / d.g));
+  const int64_t splits = pw_weight_grad_splits(d);
   const int64_t wsize = d.og * d.cg;  // one group's weight
   std::vector<float> partial(static_cast<size_t>(splits * d.g * wsize));
   const int64_t dw_tasks = splits * d.g;
@@ -1169,14 +1238,127 @@ int pw_backward(int nparam, void **params, int *ndims, int64_t **shapes, const c
       if (rc != 0) status = 5;
     }
   });
-  for (int64_t gi = 0; gi < d.g; ++gi) {
-    float *out = dw + gi * wsize;
-    std::memcpy(out, partial.data() + gi * wsize, sizeof(float) * wsize);
-    for (int64_t s = 1; s < splits; ++s) {
-      const float *p = partial.data() + (s * d.g + gi) * wsize;
-      for (int64_t i = 0; i < wsize; ++i) out[i] += p[i];
+  add_partial_weight_grads(d, splits, partial, dw);
+  return status.load();
+}
+
+// ---------------------------------------------------------------------------
+// Training: a 1x1 convolution and the batch normalisation after it as one kernel each way.
+// Forward: each task's GEMM output (one image and group) is still in cache when its planes'
+// BN sums are taken, which saves the BN's first pass over the tensor. Backward: after the
+// BN's sums, each task computes its images' dz (the BN's input gradient) into a buffer in
+// cache, then the convolution's input gradient and weight gradient from it: dz never goes
+// to memory. Results are those of the separate kernels, bit for bit.
+// ---------------------------------------------------------------------------
+
+// Inputs x, w, gamma, beta, moving_mean, moving_var, hyper [, residual]; outputs y, z (the
+// convolution's output, for the backward), batch mean, batch variance, new moving mean and
+// variance. mode as bn_train_forward: 0 BN, 1 BN then ReLU, 2 relu(BN(z) + residual).
+int pw_bn_train_forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int mode) {
+  const bool join = mode == 2;
+  const int out = join ? 8 : 7;  // the first output
+  if (nparam != out + 6) return 1;
+  for (int i = 0; i < nparam; ++i) {
+    const bool tensor = i < 2 || i == out || i == out + 1 || (join && i == 7);
+    if (!is_f32(dtypes[i]) || ndims[i] != (tensor ? 4 : 1)) return 1;
+  }
+  const sgemm_fn sgemm = find_sgemm();
+  if (sgemm == nullptr) return 4;
+  PwDims d;
+  if (!pw_dims(shapes[0], shapes[1], &d)) return 2;
+  for (int i : {out, out + 1}) {
+    if (shapes[i][0] != d.b || shapes[i][1] != d.cout || shapes[i][2] * shapes[i][3] != d.hw) return 2;
+  }
+  for (int i = 2; i < out + 6; ++i) {
+    if (ndims[i] == 1 && shapes[i][0] != (i == 6 ? 2 : d.cout)) return 2;
+  }
+  if (join) {
+    for (int j = 0; j < 4; ++j) {
+      if (shapes[7][j] != shapes[out][j]) return 2;
     }
   }
+  const float *x = static_cast<const float *>(params[0]);
+  const float *w = static_cast<const float *>(params[1]);
+  float *z = static_cast<float *>(params[out + 1]);
+  const BnForward bn(dims4(shapes[out]), z, params + 2, join ? static_cast<const float *>(params[7]) : nullptr,
+                     mode != 0, static_cast<float *>(params[out]), params + out + 2);
+  const PwBlocks blocks = pw_blocks(d);
+  std::atomic<int> status{0};
+  parallel_for(d.b * d.g * blocks.count, [&](int64_t t) {
+    const PwTask k = pw_task(d, blocks, t);
+    if (pw_gemm(sgemm, d, k, w + (k.gi * d.og + k.r0) * d.cg, x, z) != 0) status = 5;
+    if (blocks.count == 1) {
+      for (int64_t r = 0; r < d.og; ++r) bn.plane(k.b * d.cout + k.gi * d.og + r);
+    }
+  });
+  if (status.load() != 0) return status.load();
+  // (GEMMs cut into blocks, at batch 1 or 2: the sums in a pass of their own)
+  const int64_t planes = d.b * d.cout;
+  if (blocks.count != 1) parallel_for_planes(planes, d.hw, [&](int64_t p) { bn.plane(p); });
+  for_channels(bn.d, [&](int64_t c) { bn.channel(c); });
+  parallel_for_planes(planes, d.hw, [&](int64_t p) { bn.apply(p); });
+  return 0;
+}
+
+// Inputs x, w, z, gamma, mean, var, hyper, y, dy (z, mean, var, y as the forward gave them);
+// outputs dx, dw, dgamma, dbeta [, the residual's gradient (mode 2)].
+int pw_bn_train_backward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int mode) {
+  const bool join = mode == 2;
+  if (nparam != (join ? 14 : 13)) return 1;
+  for (int i = 0; i < nparam; ++i) {
+    const bool tensor = i < 3 || i == 7 || i == 8 || i == 9 || i == 10 || i == 13;
+    if (!is_f32(dtypes[i]) || ndims[i] != (tensor ? 4 : 1)) return 1;
+  }
+  const sgemm_fn sgemm = find_sgemm();
+  if (sgemm == nullptr) return 4;
+  PwDims d;
+  if (!pw_dims(shapes[0], shapes[1], &d)) return 2;
+  for (int i : {2, 7, 8}) {
+    if (shapes[i][0] != d.b || shapes[i][1] != d.cout || shapes[i][2] * shapes[i][3] != d.hw) return 2;
+  }
+  for (int j = 0; j < 4; ++j) {
+    if (shapes[9][j] != shapes[0][j] || shapes[10][j] != shapes[1][j] || (join && shapes[13][j] != shapes[2][j])) {
+      return 2;
+    }
+  }
+  for (int i : {3, 4, 5, 6, 11, 12}) {
+    if (shapes[i][0] != (i == 6 ? 2 : d.cout)) return 2;
+  }
+  const float *x = static_cast<const float *>(params[0]);
+  const float *w = static_cast<const float *>(params[1]);
+  float *dx = static_cast<float *>(params[9]);
+  float *dw = static_cast<float *>(params[10]);
+  float *dresidual = join ? static_cast<float *>(params[13]) : nullptr;
+  const BnBackward bn(dims4(shapes[2]), params + 2, mode != 0, true, static_cast<float *>(params[11]),
+                      static_cast<float *>(params[12]));
+  plane_channel_steps(
+      bn.d, [&](int64_t p) { bn.plane(p); }, [&](int64_t c) { bn.channel(c); }, NoApply());
+  // As pw_backward: per group, the weight gradient summed over `splits` ranges of images,
+  // then the ranges added up; a task is one range of one group.
+  const int64_t splits = pw_weight_grad_splits(d);
+  const int64_t wsize = d.og * d.cg;
+  std::vector<float> partial(static_cast<size_t>(splits * d.g * wsize));
+  std::atomic<int> status{0};
+  parallel_for(splits * d.g, [&](int64_t t) {
+    const int64_t s = t / d.g, gi = t % d.g;
+    const int64_t b0 = d.b * s / splits, b1 = d.b * (s + 1) / splits;
+    float *part = partial.data() + t * wsize;
+    float *dz = scratch(0, static_cast<size_t>(d.og * d.hw));
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t p0 = b * d.cout + gi * d.og;
+      for (int64_t r = 0; r < d.og; ++r) {
+        bn.apply(p0 + r, dz + r * d.hw, dresidual != nullptr ? dresidual + (p0 + r) * d.hw : nullptr);
+      }
+      if (sgemm('T', 'N', d.cg, d.hw, d.og, 1.f, w + gi * d.og * d.cg, d.cg, dz, d.hw, 0.f,
+                dx + (b * d.cin + gi * d.cg) * d.hw, d.hw, nullptr) != 0 ||
+          sgemm('N', 'T', d.og, d.cg, d.hw, 1.f, dz, d.hw, x + (b * d.cin + gi * d.cg) * d.hw, d.hw,
+                b == b0 ? 0.f : 1.f, part, d.cg, nullptr) != 0) {
+        status = 5;
+      }
+    }
+    if (b0 == b1) std::memset(part, 0, sizeof(float) * wsize);
+  });
+  add_partial_weight_grads(d, splits, partial, dw);
   return status.load();
 }
 
@@ -1674,6 +1856,16 @@ FAST_OPS_ENTRY(fast_pw_bwd, pw_backward, 0)
 // which shares one backward graph among ops of one kernel name, profiles them apart.
 FAST_OPS_ENTRY(fast_pw_fwd_dense, pw_forward, 0)
 FAST_OPS_ENTRY(fast_pw_bwd_dense, pw_backward, 0)
+FAST_OPS_ENTRY(fast_pw_bn_train_fwd_dense, pw_bn_train_forward, 0)
+FAST_OPS_ENTRY(fast_pw_bn_train_fwd_relu_dense, pw_bn_train_forward, 1)
+FAST_OPS_ENTRY(fast_pw_bn_train_bwd_dense, pw_bn_train_backward, 0)
+FAST_OPS_ENTRY(fast_pw_bn_train_bwd_relu_dense, pw_bn_train_backward, 1)
+FAST_OPS_ENTRY(fast_pw_bn_train_fwd, pw_bn_train_forward, 0)
+FAST_OPS_ENTRY(fast_pw_bn_train_fwd_relu, pw_bn_train_forward, 1)
+FAST_OPS_ENTRY(fast_pw_bn_train_fwd_add_relu, pw_bn_train_forward, 2)
+FAST_OPS_ENTRY(fast_pw_bn_train_bwd, pw_bn_train_backward, 0)
+FAST_OPS_ENTRY(fast_pw_bn_train_bwd_relu, pw_bn_train_backward, 1)
+FAST_OPS_ENTRY(fast_pw_bn_train_bwd_add_relu, pw_bn_train_backward, 2)
 FAST_OPS_ENTRY(fast_pw_bn_fwd, pw_bn_forward, 0)
 FAST_OPS_ENTRY(fast_pw_bn_fwd_relu, pw_bn_forward, 1)
 FAST_OPS_ENTRY(fast_pw_bn_add_relu_fwd, pw_bn_forward, 2)
@@ -1703,7 +1895,7 @@ FAST_OPS_ENTRY(fast_bn_infer_bwd, bn_infer_backward, 0)
 FAST_OPS_ENTRY(fast_bn_infer_bwd_relu, bn_infer_backward, 1)
 
 // Lets the loader check that the library it found is one of ours and of this version.
-extern "C" int fast_ops_abi_version() { return 11; }
+extern "C" int fast_ops_abi_version() { return 12; }
 
 // Whether the 1x1 convolution kernels found oneDNN's sgemm in this process (1) or not (0).
 extern "C" int fast_ops_gemm_available() { return find_sgemm() != nullptr ? 1 : 0; }

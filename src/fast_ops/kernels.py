@@ -11,8 +11,8 @@ import mindspore.ops as ops
 from . import native
 
 __all__ = ["require_float32", "pointwise_op", "gemm_available", "depthwise_op", "im2col_op", "bn_train_op",
-           "bn_train_add_relu_op", "bn_infer_op", "pointwise_bn_op", "pointwise_bn_add_relu_op", "depthwise_bn_op",
-           "add_relu_op", "pool_op", "global_avg_pool_op", "POOL_PADDINGS", "shuffle_permutation"]
+           "bn_train_add_relu_op", "bn_infer_op", "pointwise_bn_train_op", "pointwise_bn_op", "pointwise_bn_add_relu_op",
+           "depthwise_bn_op", "add_relu_op", "pool_op", "global_avg_pool_op", "POOL_PADDINGS", "shuffle_permutation"]
 
 _cache = {}
 
@@ -188,6 +188,47 @@ def bn_infer_op(relu):
         return _custom(f"fast_bn_infer_fwd{suffix}", out_shape=lambda x, *rest: x, out_dtype=lambda x, *rest: x,
                        bprop=bprop)
     return _cached(("bn_infer", relu), make)
+
+
+def pointwise_bn_train_op(mode, user=""):
+    """Training: (x, weight, gamma, beta, moving_mean, moving_variance, hyper[, residual]) ->
+    (y, z, batch mean, biased batch variance, new moving mean, new moving variance): z the 1x1
+    convolution of x, y its BN on the batch statistics, by ``mode``: 0 BN, 1 BN then ReLU,
+    2 relu(BN + residual) (a ShuffleNet unit's join; residual the 8th input).
+
+    One kernel forward (the BN's sums taken while each GEMM output is in cache) and one
+    backward (the BN's input gradient never goes to memory); the results are the separate
+    kernels', bit for bit. ``user`` as in :func:`pointwise_op`.
+    """
+    if mode not in (0, 1, 2):
+        raise ValueError(f"pointwise_bn_train_op: mode is 0, 1 or 2, got {mode!r}")
+    suffix = ("", "_relu", "_add_relu")[mode] + (f"_{user}" if user else "")
+
+    def make():
+        def grads(x, w, z, g, *rest):
+            return (x, w, g, g, z) if mode == 2 else (x, w, g, g)
+
+        backward = _custom(f"fast_pw_bn_train_bwd{suffix}", out_shape=grads, out_dtype=grads)
+
+        if mode == 2:
+            def bprop(x, weight, gamma, beta, moving_mean, moving_var, hyper, residual, out, dout):
+                y, z, mean, var, _, _ = out
+                dx, dweight, dgamma, dbeta, dresidual = backward(x, weight, z, gamma, mean, var, hyper, y, dout[0])
+                return (dx, dweight, dgamma, dbeta, ops.zeros_like(moving_mean), ops.zeros_like(moving_var),
+                        ops.zeros_like(hyper), dresidual)
+        else:
+            def bprop(x, weight, gamma, beta, moving_mean, moving_var, hyper, out, dout):
+                y, z, mean, var, _, _ = out
+                dx, dweight, dgamma, dbeta = backward(x, weight, z, gamma, mean, var, hyper, y, dout[0])
+                return (dx, dweight, dgamma, dbeta, ops.zeros_like(moving_mean), ops.zeros_like(moving_var),
+                        ops.zeros_like(hyper))
+
+        def outputs(x, w, g, *rest):
+            y = (x[0], w[0], x[2], x[3]) if isinstance(x, (list, tuple)) else x
+            return (y, y, g, g, g, g)
+
+        return _custom(f"fast_pw_bn_train_fwd{suffix}", out_shape=outputs, out_dtype=outputs, bprop=bprop)
+    return _cached(("pw_bn_train", mode, user), make)
 
 
 def pointwise_bn_op(relu):

@@ -28,7 +28,7 @@ SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fast_ops.cc")
 CXX = os.environ.get("CXX", "g++")
 CXXFLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-fopenmp-simd", "-pthread", "-fno-math-errno")
 LDLIBS = ("-ldl",)
-ABI_VERSION = 11
+ABI_VERSION = 12
 
 _lock = threading.Lock()
 _state = {"path": None, "error": None, "warned": False}

@@ -40,33 +40,38 @@ class BatchNorm2d(nn.Cell):
         self.infer_kernel = bn_infer_op(relu)
         self.train_join_kernel = None if relu else bn_train_add_relu_op()
 
-    def _updated(self, outputs):
-        """The output of a training kernel, after updating the moving statistics from its other outputs."""
-        y, batch_mean, batch_var, moving_mean, moving_variance = outputs
-        ops.assign(self.moving_mean, moving_mean)
-        ops.assign(self.moving_variance, moving_variance)
-        # The batch statistics feed only the gradient; depending on them keeps graph
-        # mode from warning, once per BN, that it dropped the unused outputs.
-        return ops.depend(y, (batch_mean, batch_var))
+    def updated(self, outputs):
+        """The output of a training kernel, after updating the moving statistics.
+
+        ``outputs``: the output first, then what only the gradient needs (batch statistics,
+        ...), the new moving mean and variance last.
+        """
+        ops.assign(self.moving_mean, outputs[-2])
+        ops.assign(self.moving_variance, outputs[-1])
+        # Depending on the outputs the gradient needs keeps graph mode from warning, once
+        # per BN, that it dropped unused outputs.
+        return ops.depend(outputs[0], outputs[1:-2])
 
     def construct(self, x):
         require_float32(self.where, x, self.gamma)
         if self.training:
-            return self._updated(self.train_kernel(x, self.gamma, self.beta, self.moving_mean,
-                                                   self.moving_variance, self.hyper))
+            return self.updated(self.train_kernel(x, self.gamma, self.beta, self.moving_mean,
+                                                  self.moving_variance, self.hyper))
         return self.infer_kernel(x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.hyper)
 
     def forward_add_relu(self, x, residual):
         """Training: ``relu(self(x) + residual)`` in one pass (a BN without a ReLU of its own)."""
         require_float32(self.where, x, self.gamma, residual)
-        return self._updated(self.train_join_kernel(x, self.gamma, self.beta, self.moving_mean,
-                                                    self.moving_variance, self.hyper, residual))
+        return self.updated(self.train_join_kernel(x, self.gamma, self.beta, self.moving_mean,
+                                                   self.moving_variance, self.hyper, residual))
 
 
 class ConvBNSequence(nn.SequentialCell):
     """``nn.SequentialCell`` of (fast convolution, :class:`BatchNorm2d`) pairs.
 
-    In training it runs its cells one after the other. In eval mode each pair runs as
+    In training each pair whose convolution has a training kernel with its BN (1x1 and stem
+    convolutions) runs as one kernel forward and one backward, the others one cell after
+    the other. In eval mode each pair runs as
     one kernel, the BN (on its moving statistics) folded into the convolution: the
     BN's separate pass over the tensor is gone. The cells sit at the indices of the
     plain SequentialCell they replace (conv 0, BN 1, ...), so parameter names are the
@@ -90,11 +95,18 @@ class ConvBNSequence(nn.SequentialCell):
         self.add_relu = add_relu_op()
         self.where = "ConvBNSequence"
 
+    def _train_pair(self, i, x):
+        """Training: the pair at ``i`` on ``x``, as one kernel each way where the convolution has one."""
+        conv, bn = self.cell_list[i], self.cell_list[i + 1]
+        if conv.bn_train is None:
+            return bn(conv(x))
+        return bn.updated(conv.train_with_bn(x, bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance, bn.hyper))
+
     def construct(self, x):
         require_float32(self.where, x)
         if self.training:
-            for cell in self.cell_list:
-                x = cell(x)
+            for i in self.pair_starts:
+                x = self._train_pair(i, x)
             return x
         for i in self.pair_starts:
             bn = self.cell_list[i + 1]
@@ -103,16 +115,19 @@ class ConvBNSequence(nn.SequentialCell):
         return x
 
     def forward_add_relu(self, x, residual):
-        """``relu(self(x) + residual)``: in training, the join in the last BN's pass; in eval mode in the
-        last convolution's kernel."""
+        """``relu(self(x) + residual)``: in training, the join in the last BN's pass (and in the last
+        convolution's kernel where it has one); in eval mode in the last convolution's kernel."""
         require_float32(self.where, x, residual)
         if self.training:
-            if self.cell_list[self.last_start + 1].fused_relu:
+            conv, bn = self.cell_list[self.last_start], self.cell_list[self.last_start + 1]
+            if bn.fused_relu:
                 return self.add_relu(residual, self.construct(x))
             for i in self.head_starts:
-                x = self.cell_list[i + 1](self.cell_list[i](x))
-            x = self.cell_list[self.last_start](x)
-            return self.cell_list[self.last_start + 1].forward_add_relu(x, residual)
+                x = self._train_pair(i, x)
+            if conv.bn_train_add_relu is None:
+                return bn.forward_add_relu(conv(x), residual)
+            return bn.updated(conv.train_with_bn_add_relu(x, bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance,
+                                                          bn.hyper, residual))
         if not self.join_fusable:
             return self.add_relu(residual, self.construct(x))
         for i in self.head_starts:
