@@ -124,11 +124,14 @@ def gemm(request, monkeypatch):
 
 
 # (batch 1: fewer GEMMs than 4 per thread, so each is cut into blocks of columns (28x28: 3 per group,
-# 48x48: 8) or, for small planes, of rows (6x6: 2 blocks of 32 rows per group); tiny ones stay whole)
+# 48x48: 8) or, for small planes, of rows (6x6: 2 blocks of 32 rows per group); tiny ones stay whole.
+# 128 x 128 per group on 7x7 and 5x4 planes: the last 1 and 4 columns of each product computed
+# outside oneDNN.)
 @pytest.mark.parametrize("cin,cout,group,hw,batch", [(6, 9, 3, (5, 7), 3), (6, 9, 3, (11, 12), 3), (4, 5, 1, (3, 5), 3),
                                                      (16, 8, 8, (2, 3), 3), (48, 96, 3, (28, 28), 1),
                                                      (32, 48, 1, (48, 48), 1), (96, 192, 3, (6, 6), 1),
-                                                     (6, 9, 3, (5, 5), 1)])
+                                                     (6, 9, 3, (5, 5), 1), (128, 128, 1, (7, 7), 2),
+                                                     (256, 256, 2, (5, 4), 3)])
 def test_pointwise_matches_conv2d(mode, gemm, cin, cout, group, hw, batch):
     plain = nn.Conv2d(cin, cout, 1, pad_mode="pad", padding=0, group=group, has_bias=False)
     fast = PointwiseConv2d(plain)
